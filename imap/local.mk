@@ -1,0 +1,1 @@
+# imap/: the mail store, protocol daemons and admin tools.

@@ -1,0 +1,1 @@
+# lib/ config modules (filled in by its owner).

@@ -1,0 +1,1 @@
+# lib/ db modules (filled in by its owner).

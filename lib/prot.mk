@@ -1,0 +1,1 @@
+# lib/ prot modules (filled in by its owner).

@@ -1,0 +1,1 @@
+# master/: the supervisor and the service-child loop.
