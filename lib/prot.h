@@ -10,9 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <openssl/ssl.h>
-
 struct buf;
+struct ssl_st;      /* OpenSSL's SSL; callers that use TLS include it */
 
 /* One direction of a connection: a descriptor for reading or one for
  * writing, with its own buffer.  A session normally has two (often on
@@ -61,10 +60,11 @@ void prot_setlog(struct protstream *p, int fd);
  * protected commands.  Pending output on `out` is flushed in plaintext
  * first.  Returns 0, or ERR_PROTOCOL when plaintext input was
  * discarded (TLS is still switched on; the caller may log it). */
-int prot_settls(struct protstream *in, struct protstream *out, SSL *ssl);
+int prot_settls(struct protstream *in, struct protstream *out,
+                struct ssl_st *ssl);
 
 /* The SSL a stream uses, or NULL. */
-SSL *prot_gettls(const struct protstream *p);
+struct ssl_st *prot_gettls(const struct protstream *p);
 
 /* Turn on raw DEFLATE (RFC 4978 COMPRESS) on `in` and `out` (either may
  * be NULL) from the next byte: pending output on `out` is flushed
