@@ -1,0 +1,94 @@
+/* Dropping root privileges to the configured cyrus user, shared by the
+ * master (in each forked child before exec) and the service loop. */
+/* Columba is free software; see COPYING for the licence. */
+
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/error.h"
+#include "lib/xmalloc.h"
+
+#include "master/privs.h"
+
+int privs_lookup(const char *user, const char *group, struct privs *p,
+                 struct buf *why)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    memset(p, 0, sizeof(*p));
+    buf_reset(why);
+    if (!user || !*user) {
+        buf_setcstr(why, "cyrus_user is not set");
+        return ERR_INVALID;
+    }
+    errno = 0;
+    pw = getpwnam(user);
+    if (!pw) {
+        buf_printf(why, "cyrus_user %s does not exist", user);
+        return ERR_NOTFOUND;
+    }
+    if (pw->pw_uid == 0) {
+        buf_printf(why, "cyrus_user %s is root", user);
+        return ERR_INVALID;
+    }
+    p->uid = pw->pw_uid;
+    p->gid = pw->pw_gid;
+    if (group && *group) {
+        gr = getgrnam(group);
+        if (!gr) {
+            buf_printf(why, "cyrus_group %s does not exist", group);
+            return ERR_NOTFOUND;
+        }
+        p->gid = gr->gr_gid;
+    }
+    p->user = xstrdup(user);
+    return 0;
+}
+
+void privs_fini(struct privs *p)
+{
+    if (p)
+        xfree(p->user);
+}
+
+int privs_drop(const struct privs *p, struct buf *why)
+{
+    gid_t groups[1];
+
+    buf_reset(why);
+    groups[0] = p->gid;
+    if (setgroups(1, groups) < 0) {
+        buf_printf(why, "setgroups failed: %s", strerror(errno));
+        return ERR_PERMISSION;
+    }
+    if (setgid(p->gid) < 0) {
+        buf_printf(why, "setgid(%ld) failed: %s", (long)p->gid,
+                   strerror(errno));
+        return ERR_PERMISSION;
+    }
+    if (setuid(p->uid) < 0) {
+        buf_printf(why, "setuid(%ld) failed: %s", (long)p->uid,
+                   strerror(errno));
+        return ERR_PERMISSION;
+    }
+
+    /* Trust nothing: the ids must be what we asked for, and root must be
+     * out of reach for good. */
+    if (getuid() != p->uid || geteuid() != p->uid ||
+        getgid() != p->gid || getegid() != p->gid) {
+        buf_setcstr(why, "ids differ from the requested ones after setuid");
+        return ERR_PERMISSION;
+    }
+    if (setuid(0) == 0) {
+        buf_setcstr(why, "setuid(0) succeeded after dropping privileges");
+        return ERR_PERMISSION;
+    }
+    return 0;
+}
