@@ -66,19 +66,20 @@ struct item {
 };
 
 /* The one list everything is printed from.  Required libraries are
- * always present (configure stops without them); the DAV/JMAP
- * components depend on the optional libraries they need. */
+ * always present (configure stops without them).  A component or
+ * backend is true only once its code is in the build: each daemon's
+ * issue flips its own line when it lands. */
 static const struct item items[] = {
     { "version", "columba", 0, PACKAGE_VERSION },
     { "version", "cyrus_compat", 0, CYRUS_COMPAT_VERSION },
-    { "component", "imap", 1, NULL },
-    { "component", "pop3", 1, NULL },
-    { "component", "lmtp", 1, NULL },
-    { "component", "sieve", 1, NULL },
-    { "component", "http", B_XML && B_ICAL, NULL },
-    { "component", "jmap", B_XML && B_ICAL && B_JANSSON, NULL },
-    { "component", "replication", 1, NULL },
-    { "component", "murder", 1, NULL },
+    { "component", "imap", 0, NULL },
+    { "component", "pop3", 0, NULL },
+    { "component", "lmtp", 0, NULL },
+    { "component", "sieve", 0, NULL },
+    { "component", "http", 0, NULL },
+    { "component", "jmap", 0, NULL },
+    { "component", "replication", 0, NULL },
+    { "component", "murder", 0, NULL },
     { "component", "nntp", 0, NULL },
     { "component", "objectstore", 0, NULL },
     { "component", "backup", 0, NULL },
@@ -90,18 +91,20 @@ static const struct item items[] = {
     { "dependency", "ical", B_ICAL, NULL },
     { "dependency", "xml2", B_XML, NULL },
     { "dependency", "jansson", B_JANSSON, NULL },
+    { "dependency", "xapian", B_XAPIAN, NULL },
+    { "dependency", "lmdb", B_LMDB, NULL },
     { "dependency", "ldap", 0, NULL },
     { "database", "twoskip", 1, NULL },
     { "database", "flat", 1, NULL },
-    { "database", "skiplist", 1, NULL },
+    { "database", "skiplist", 0, NULL },
     { "database", "quotalegacy", 1, NULL },
     { "database", "sql", 1, NULL },
     { "database", "sqlite", 1, NULL },
     { "database", "pgsql", B_PGSQL, NULL },
     { "database", "mysql", 0, NULL },
-    { "database", "lmdb", B_LMDB, NULL },
-    { "search", "squat", 1, NULL },
-    { "search", "xapian", B_XAPIAN, NULL },
+    { "database", "lmdb", 0, NULL },
+    { "search", "squat", 0, NULL },
+    { "search", "xapian", 0, NULL },
     { "hardware", "sanitizers", B_SANITIZERS, NULL },
 };
 

@@ -33,6 +33,17 @@ enum {
  * ERR_DB_READONLY, ERR_DB_TXN, ERR_INVALID, from lib/error.h; a foreach
  * callback's non-zero return is passed back unchanged. */
 
+/* Keys and values.  A key is 1 to CYRUSDB_MAXKEYLEN bytes of any value
+ * (NUL included); an empty key is ERR_INVALID for every call except
+ * fetchnext (where keylen 0 means "from the start") and foreach (empty
+ * prefix: everything).  A value is 0 to CYRUSDB_MAXDATALEN bytes; empty
+ * values are stored and fetched as such.  Longer keys or values are
+ * ERR_TOOBIG.  The quotalegacy backend accepts only keys that are valid
+ * quota root names (see lib/cyrusdb_quotalegacy.c) and non-empty
+ * values; anything else is ERR_INVALID there. */
+#define CYRUSDB_MAXKEYLEN 65535
+#define CYRUSDB_MAXDATALEN (256 * 1024 * 1024)
+
 /* Key order.  Raw order compares keys as unsigned bytes, shorter first
  * on a common prefix.  Mailbox-name order (CYRUSDB_MBOXSORT) is the same
  * except that the hierarchy separators '.' and '/' sort before every
@@ -128,6 +139,14 @@ int cyrusdb_unlink(const char *backend, const char *fname, int flags);
 /* Copy every record of one database into another (cvt_cyrusdb). */
 int cyrusdb_convert(const char *fromfname, const char *frombackend,
                     const char *tofname, const char *tobackend);
+/* The same with open flags for the copy: CYRUSDB_MBOXSORT sets the key
+ * order of the new file (for sources such as flat that do not record
+ * their order; a twoskip source's own order is kept anyway).
+ * frombackend NULL means "detect".  The source is read inside a write
+ * transaction, so the copy is a consistent snapshot. */
+int cyrusdb_convert_ext(const char *fromfname, const char *frombackend,
+                        const char *tofname, const char *tobackend,
+                        int flags);
 
 /* Which backend wrote this file? Returns its name, or NULL when the file
  * is missing or unrecognised. */
@@ -177,6 +196,22 @@ struct cyrusdb_backend {
     int (*checkpoint)(struct db *db);
     int (*archive)(const strarray_t *fnames, const char *dirname);
     int (*unlink)(const char *fname, int flags);
+    /* Optional: the order of this open db (when the file, not the open
+     * flags, decides it); NULL means the order given by the flags. */
+    int (*compar)(struct db *db, const char *a, size_t alen,
+                  const char *b, size_t blen);
 };
+
+struct buf;
+
+/* Append `s` to `out` escaped for a one-line text form (flat files,
+ * dumps): TAB, LF, CR, backslash and every byte outside printable
+ * ASCII become "\t", "\n", "\r", "\\" or "\xHH". */
+void cyrusdb_escape(struct buf *out, const char *s, size_t len);
+
+/* Append the unescaped form of `s` to `out`.  Returns 0, or
+ * ERR_CORRUPT for a malformed escape (nothing is appended then beyond
+ * what was decoded). */
+int cyrusdb_unescape(struct buf *out, const char *s, size_t len);
 
 #endif /* COLUMBA_LIB_CYRUSDB_H */

@@ -57,6 +57,8 @@ static void grow(strarray_t *sa)
         fatal("strarray too large", EX_FATAL_SOFTWARE);
     sa->alloc = sa->alloc ? sa->alloc * 2 : 8;
     sa->data = xreallocarray(sa->data, (size_t)sa->alloc, sizeof(char *));
+    /* A fresh allocation has no terminator yet; insert moves it. */
+    sa->data[sa->count] = NULL;
 }
 
 int strarray_appendm(strarray_t *sa, char *s)

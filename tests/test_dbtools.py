@@ -32,7 +32,8 @@ def run(args, stdin=None, check=True):
                          timeout=TOOL_TIMEOUT)
     if check and res.returncode != 0:
         raise AssertionError("%s failed (%d): %s" % (
-            " ".join(args), res.returncode, res.stderr.decode(errors="replace")))
+            " ".join(args), res.returncode,
+            res.stderr.decode(errors="replace")))
     return res
 
 
