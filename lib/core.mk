@@ -1,5 +1,6 @@
 # lib/ core modules: memory, buffers, arrays, errors and friends.
 lib_libcolumba_a_SOURCES += \
+	lib/charset.c lib/charset.h \
 	lib/xmalloc.c lib/xmalloc.h \
 	lib/buf.c lib/buf.h \
 	lib/strarray.c lib/strarray.h \
@@ -13,6 +14,7 @@ lib_libcolumba_a_SOURCES += \
 	lib/signals.c lib/signals.h
 
 CUNIT_TESTS += \
+	cunit/charset.testc \
 	cunit/buf.testc \
 	cunit/strarray.testc \
 	cunit/xmalloc.testc \
