@@ -11,7 +11,7 @@ libpq-dev libical-dev libxml2-dev libjansson-dev liblmdb-dev
 flex bison
 openssl sasl2-bin libsasl2-modules
 python3 python3-pytest libpython3.11-testsuite
-postgresql
+postgresql sqlite3
 valgrind
 "
 
