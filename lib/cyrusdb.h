@@ -49,7 +49,11 @@ enum {
  * except that the hierarchy separators '.' and '/' sort before every
  * other byte except NUL, so "user.alice" is followed by "user.alice.X"
  * before "user.alice-2": a mailbox's children follow it, and LIST is a
- * range scan. */
+ * range scan.  twoskip and sql record the order in the file when it is
+ * created and keep using it whatever later opens ask for (so a tool
+ * cannot damage a database by guessing wrong); flat and quotalegacy
+ * follow the flags of each open.  cyrusdb_compar() gives the order in
+ * use. */
 
 /* A filter called before `cb` in cyrusdb_foreach: return non-zero to
  * have cb called for the record.  Must be cheap; must not touch the db. */

@@ -36,7 +36,9 @@
     X(QUOTA_EXCEEDED,  "Over quota") \
     X(QUOTA_ROOT_NONEXISTENT, "Quota root does not exist") \
     X(PARTITION_UNKNOWN, "Unknown partition") \
-    X(ACL_DENIED,      "Permission denied")
+    X(ACL_DENIED,      "Permission denied") \
+    X(MAILBOX_NOTLOCKED, "Mailbox is not locked for this operation") \
+    X(MAILBOX_USERFLAGS_FULL, "No room for another keyword in mailbox")
 
 #define COLUMBA_ERROR_ENUM(sym, msg) ERR_##sym,
 enum columba_error {
