@@ -595,7 +595,8 @@ static void list_keys(struct qldb *db, struct keylist *kl, size_t *bad_r)
         kl->keys[i][kl->lens[i]] = '\0';
     }
     sort_db = db;
-    qsort(kl->keys, kl->n, sizeof(char *), key_qcmp);
+    if (kl->n > 1)
+        qsort(kl->keys, kl->n, sizeof(char *), key_qcmp);
     for (i = 0; i < kl->n; i++)
         kl->lens[i] = strlen(kl->keys[i]);
     buf_free(&dir);
