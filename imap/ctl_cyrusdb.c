@@ -31,6 +31,7 @@
 #include "lib/error.h"
 #include "lib/libconfig.h"
 #include "lib/log.h"
+#include "lib/privs.h"
 
 #define EX_USAGE_CODE 64
 
@@ -206,6 +207,7 @@ done:
 int main(int argc, char **argv)
 {
     const char *conf = NULL, *err = NULL;
+    struct buf why = BUF_INITIALIZER;
     enum mode mode = MODE_NONE;
     size_t i;
     int opt, r, failed = 0;
@@ -229,9 +231,10 @@ int main(int argc, char **argv)
         return EX_USAGE_CODE;
     }
     log_open(config_getstring(IMAPOPT_SYSLOG_PREFIX), progname, 0, 0);
-    /* XXX: as root this should first become cyrus_user (master/privs),
-     * as Cyrus's tools do, so new files get the right owner; run it as
-     * the cyrus user until the tools link the privilege code. */
+    if (privs_become_cyrus(&why)) {
+        fprintf(stderr, "%s: %s\n", progname, buf_cstring(&why));
+        return EX_USAGE_CODE;
+    }
 
     if (mode == MODE_RECOVER)
         clean_procdir();

@@ -24,7 +24,9 @@
 #include "lib/cyrusdb.h"
 #include "lib/error.h"
 #include "lib/libconfig.h"
+#include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/privs.h"
 
 #define EX_USAGE_CODE 64
 
@@ -110,6 +112,7 @@ static int convert(const char *old, const char *oldbe, const char *new,
 int main(int argc, char **argv)
 {
     const char *conf = NULL, *err = NULL;
+    struct buf why = BUF_INITIALIZER;
     const char *old, *oldbe, *new, *newbe;
     struct stat st;
     int opt, flags = 0, r;
@@ -135,6 +138,10 @@ int main(int argc, char **argv)
         return EX_USAGE_CODE;
     }
     log_open(config_getstring(IMAPOPT_SYSLOG_PREFIX), progname, 0, 0);
+    if (privs_become_cyrus(&why)) {
+        fprintf(stderr, "%s: %s\n", progname, buf_cstring(&why));
+        return EX_USAGE_CODE;
+    }
 
     if (!cyrusdb_backend_exists(oldbe) || !cyrusdb_backend_exists(newbe)) {
         fprintf(stderr, "%s: unknown database backend '%s'\n", progname,

@@ -45,6 +45,7 @@
 #include "lib/error.h"
 #include "lib/libconfig.h"
 #include "lib/log.h"
+#include "lib/privs.h"
 #include "lib/xmalloc.h"
 
 #define EX_USAGE_CODE 64
@@ -381,6 +382,7 @@ static int run_action(struct tool *t, const char *action, int argc,
 static void read_config(const char *path)
 {
     const char *err = NULL;
+    struct buf why = BUF_INITIALIZER;
     int r = config_read(path, NULL, &err);
 
     if (r) {
@@ -389,6 +391,10 @@ static void read_config(const char *path)
         exit(EX_USAGE_CODE);
     }
     log_open(config_getstring(IMAPOPT_SYSLOG_PREFIX), progname, 0, 0);
+    if (privs_become_cyrus(&why)) {
+        fprintf(stderr, "%s: %s\n", progname, buf_cstring(&why));
+        exit(EX_USAGE_CODE);
+    }
 }
 
 int main(int argc, char **argv)

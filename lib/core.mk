@@ -11,7 +11,8 @@ lib_libcolumba_a_SOURCES += \
 	lib/hash.c lib/hash.h \
 	lib/times.c lib/times.h \
 	lib/cyr_lock.c lib/cyr_lock.h \
-	lib/signals.c lib/signals.h
+	lib/signals.c lib/signals.h \
+	lib/privs.c lib/privs.h
 
 CUNIT_TESTS += \
 	cunit/charset.testc \

@@ -1,5 +1,5 @@
-/* Dropping root privileges to the configured cyrus user, shared by the
- * master (in each forked child before exec) and the service loop. */
+/* Dropping root privileges to the configured cyrus user: the master (in
+ * each forked child before exec), the service loop and the admin tools. */
 /* Columba is free software; see COPYING for the licence. */
 
 #include "config.h"
@@ -12,9 +12,10 @@
 
 #include "lib/buf.h"
 #include "lib/error.h"
+#include "lib/libconfig.h"
 #include "lib/xmalloc.h"
 
-#include "master/privs.h"
+#include "lib/privs.h"
 
 int privs_lookup(const char *user, const char *group, struct privs *p,
                  struct buf *why)
@@ -91,4 +92,19 @@ int privs_drop(const struct privs *p, struct buf *why)
         return ERR_PERMISSION;
     }
     return 0;
+}
+
+int privs_become_cyrus(struct buf *why)
+{
+    struct privs p;
+    int r;
+
+    if (geteuid() != 0)
+        return 0;
+    r = privs_lookup(config_getstring(IMAPOPT_CYRUS_USER),
+                     config_getstring(IMAPOPT_CYRUS_GROUP), &p, why);
+    if (!r)
+        r = privs_drop(&p, why);
+    privs_fini(&p);
+    return r;
 }

@@ -1,9 +1,9 @@
-/* Dropping root privileges to the configured cyrus user, shared by the
- * master (in each forked child before exec) and the service loop. */
+/* Dropping root privileges to the configured cyrus user: the master (in
+ * each forked child before exec), the service loop and the admin tools. */
 /* Columba is free software; see COPYING for the licence. */
 
-#ifndef COLUMBA_MASTER_PRIVS_H
-#define COLUMBA_MASTER_PRIVS_H
+#ifndef COLUMBA_LIB_PRIVS_H
+#define COLUMBA_LIB_PRIVS_H
 
 #include <sys/types.h>
 
@@ -31,4 +31,10 @@ void privs_fini(struct privs *p);
  * Returns 0 or ERR_PERMISSION with the failed call in `why`. */
 int privs_drop(const struct privs *p, struct buf *why);
 
-#endif /* COLUMBA_MASTER_PRIVS_H */
+/* For admin tools run by hand: when running as root, become the
+ * configured cyrus_user (and cyrus_group) so that the files they create
+ * stay readable by the daemons; otherwise do nothing.  Call after
+ * config_read().  Returns 0, or an error with the reason in `why`. */
+int privs_become_cyrus(struct buf *why);
+
+#endif /* COLUMBA_LIB_PRIVS_H */

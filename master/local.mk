@@ -1,21 +1,19 @@
 # master/: the supervisor and the service-child loop.
 
 # The service loop every daemon links (it supplies main()), plus the
-# status-pipe and privilege helpers it shares with the master.
+# status-pipe helpers it shares with the master.
 noinst_LIBRARIES += master/libservice.a
 master_libservice_a_SOURCES = \
 	master/service.c master/service.h \
-	master/service_status.c \
-	master/privs.c master/privs.h
+	master/service_status.c
 
-sbin_PROGRAMS += master/master
+libexec_PROGRAMS += master/master
 master_master_SOURCES = \
 	master/master.c master/master.h \
 	master/masterconf.c master/masterconf.h \
 	master/process.c \
 	master/service_table.c \
-	master/events.c \
-	master/privs.c master/privs.h
+	master/events.c
 master_master_LDADD = $(LIB_LIBS)
 
 # cyr_buildinfo: the features compiled in, as JSON.

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "master/masterconf.h"
-#include "master/privs.h"
+#include "lib/privs.h"
 
 /* A service is throttled after this many abnormal exits inside the
  * window, for the backoff period (shorter with babysit=y). */

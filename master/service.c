@@ -24,7 +24,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-#include "master/privs.h"
+#include "lib/privs.h"
 #include "master/service.h"
 
 int service_implicit_tls = 0;

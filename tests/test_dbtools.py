@@ -6,6 +6,7 @@ server started here.  Self-contained: needs only the built tools
 
 import glob
 import os
+import pathlib
 import pwd
 import shutil
 import subprocess
@@ -37,11 +38,38 @@ def run(args, stdin=None, check=True):
     return res
 
 
+# Run as root, the tools become cyrus_user before touching a file, as
+# Cyrus's do; the tests then name `nobody` and work in directories that
+# user owns.
+TOOL_USER = "nobody" if os.geteuid() == 0 else None
+
+
+@pytest.fixture
+def tmp_path():
+    """A scratch directory the tools may write to, whoever they run as."""
+    top = tempfile.mkdtemp(prefix="coldbt", dir="/tmp")
+    if TOOL_USER:
+        os.chmod(top, 0o755)
+        nobody = pwd.getpwnam(TOOL_USER)
+        os.chown(top, nobody.pw_uid, nobody.pw_gid)
+    yield pathlib.Path(top)
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def make_tool_dir(path):
+    os.makedirs(path, exist_ok=True)
+    if TOOL_USER:
+        nobody = pwd.getpwnam(TOOL_USER)
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
 def write_conf(confdir, extra=""):
-    os.makedirs(confdir, exist_ok=True)
+    make_tool_dir(confdir)
     path = os.path.join(confdir, "imapd.conf")
     with open(path, "w") as f:
         f.write("configdirectory: %s\n" % confdir)
+        if TOOL_USER:
+            f.write("cyrus_user: %s\n" % TOOL_USER)
         f.write(extra)
     return path
 
@@ -222,7 +250,7 @@ def test_ctl_cyrusdb(tmp_path):
     confdir = str(tmp_path / "cfg")
     conf = write_conf(confdir, "sql_engine: sqlite\nduplicate_db: sql\n"
                       "quota_db: twoskip\n")
-    os.makedirs(os.path.join(confdir, "proc"))
+    make_tool_dir(os.path.join(confdir, "proc"))
     stale = [os.path.join(confdir, "proc", "4242"),
              os.path.join(confdir, "mailboxes.db.NEW")]
     for p in stale:
@@ -401,3 +429,20 @@ def test_pgsql_unreachable_server(tmp_path):
                                                       opts=["-n"])
     assert res.returncode != 0
     assert res.stderr.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_tools_run_as_cyrus_user(conf, tmp_path):
+    """Run as root, a tool creates its files as cyrus_user, so the
+    daemons can open them afterwards."""
+    path = str(tmp_path / "owned.db")
+    DbTool(conf, path, "twoskip")("set", "k", "v", opts=["-n"])
+    assert os.stat(path).st_uid == pwd.getpwnam(TOOL_USER).pw_uid
+
+    missing = write_conf(str(tmp_path / "nouser"),
+                         "cyrus_user: columba-no-such-user\n")
+    res = DbTool(missing, str(tmp_path / "x.db"), "twoskip")(
+        "set", "k", "v", check=False, opts=["-n"])
+    assert res.returncode != 0
+    assert b"columba-no-such-user" in res.stderr
+    assert not os.path.exists(str(tmp_path / "x.db"))
