@@ -5,20 +5,24 @@
 /*
  * FILE FORMAT
  *
- * All integers are little-endian.  The file is a 64-byte header
- * followed by records, each starting at a multiple of 8 bytes.
+ * All integers are little-endian.  The file is a 96-byte header
+ * followed by records, each starting at a multiple of 8 bytes, then
+ * possibly zeros reserved for later appends (a zero type byte is "no
+ * record").
  *
- * Header (64 bytes):
+ * Header (96 bytes):
  *    0  16  magic "\241\002\213\015ColumbaSkip\n"
- *   16   4  version (1)
+ *   16   4  version (2)
  *   20   4  flags: 1 = mailbox-name order, 2 = DIRTY (a writer may have
  *           changed pointers of committed records and not finished)
  *   24   8  generation, incremented by every repack
  *   32   8  number of live records
  *   40   8  current size: the end of committed data
  *   48   8  repack size: the current size right after the last repack
- *   56   4  zero
- *   60   4  CRC32 of bytes 0-59
+ *   56  16  boot id (Linux /proc/sys/kernel/random/boot_id) of the
+ *           system that wrote this header
+ *   72  20  zero
+ *   92   4  CRC32 of bytes 0-91
  *
  * Record:
  *    0   1  type: 1 DUMMY, 2 RECORD, 3 DELETE, 4 COMMIT
@@ -31,13 +35,18 @@
  *    .   4  CRC32 of everything above (the "head") followed by the key
  *    .   4  zero
  *    .      key, value, zero padding to a multiple of 8
+ * Bytes 0-15 (the "fixed head"), key and value never change once
+ * written; pointers and the head CRC are rewritten in place.
  *
- * A DUMMY (always at offset 64, empty key, the maximum level) heads the
+ * A DUMMY (always at offset 96, empty key, the maximum level) heads the
  * list.  A RECORD of skip level L (1..24) has nptrs = L + 1: pointers 0
  * and 1 are two slots for the next record at level 0, pointer l + 1 the
  * next record at level l.  A DELETE has one pointer (the record that
- * follows the deleted one) and no key.  A COMMIT ends each transaction;
- * its one pointer is the offset where the transaction began.
+ * follows the deleted one) and carries the deleted key.  A COMMIT ends
+ * each transaction: its one pointer is the offset where the transaction
+ * began, its 16-byte value the number of live records after it (8), the
+ * CRC32 of the fixed heads of the transaction's records in file order
+ * (4) and zero (4).
  *
  * LOOKUP
  *
@@ -58,37 +67,72 @@
  *
  * A writer holds an exclusive fcntl lock for its whole transaction
  * (readers take a shared lock per operation).  Before its first change
- * it sets DIRTY in the header and syncs it.  Each change appends one
- * record: an insert or replace appends the new RECORD, a delete appends
- * a DELETE pointing past the deleted record, and the level-0 pointer of
- * the preceding record is then pointed at the appended record; upper
- * levels are relinked in place.  Level-0 pointers therefore only ever
- * grow.  A level-0 update overwrites a slot that already holds a value
- * written in this transaction if there is one, and otherwise the
- * smaller (older) slot: the slot holding the committed successor is
- * never overwritten.  Commit appends a COMMIT record, syncs the data,
- * then writes the header with the new current size and DIRTY clear, and
- * syncs again.  Abort replays an in-memory undo log of the in-place
- * changes, truncates the tail and clears DIRTY.
+ * it sets DIRTY in the header (written, not synced).  Each change
+ * appends one record: an insert or replace appends the new RECORD, a
+ * delete appends a DELETE pointing past the deleted record, and the
+ * level-0 pointer of the preceding record is then pointed at the
+ * appended record; upper levels are relinked in place.  Level-0
+ * pointers therefore only ever grow.  A level-0 update overwrites a
+ * slot that already holds a value written in this transaction if there
+ * is one, and otherwise the smaller (older) slot: the slot holding the
+ * committed successor is never overwritten.  Commit appends the COMMIT,
+ * makes ONE fdatasync, then writes the header (new current size and
+ * count, DIRTY clear, this boot's id) without syncing it: other
+ * processes see it through the page cache.  Appends go into zeros
+ * reserved ahead of the end (released at close), so that the sync need
+ * not journal a new file size.  Abort replays an in-memory undo log of
+ * the in-place changes, truncates the tail and clears DIRTY.
  *
  * CRASH SAFETY
  *
- * A crash before the header write leaves the old current size: every
- * appended record lies past it, so readers ignore it, and the level-0
- * chain of committed records is intact because the committed slot of
- * every record was left alone.  Upper-level pointers may have been
- * changed, which is why DIRTY was made durable first.  Whoever next
- * takes the lock and finds DIRTY set or data past the current size
- * recovers: it truncates the tail, walks the committed level-0 chain
- * (checking each record's data CRC rather than its head CRC, since a
- * head may have been rewritten by the lost transaction), rewrites both
- * level-0 slots of every record to the committed successor (the slot
- * that does not decide first, so that a recovery killed half-way is
- * itself recoverable), rebuilds
- * every upper level from that walk, recounts the records, syncs, and
- * clears DIRTY.  A reader that may not write (CYRUSDB_RDONLY) searches a
- * dirty file by level 0 alone instead.  A crash after the header write
- * is a completed commit: the data was synced before it.
+ * Process crash (the page cache survives, so everything written is
+ * seen).  A writer killed before its COMMIT leaves DIRTY set and its
+ * records past the current size; the committed level-0 chain is intact
+ * because the committed slot of every record was left alone, upper
+ * pointers may be changed.  One killed after the COMMIT but before the
+ * header write had made every in-place change before appending the
+ * COMMIT.  Whoever next takes the lock and finds DIRTY scans the tail
+ * (see below): a transaction whose COMMIT verifies is taken in, after a
+ * sync since its own may not have finished.  Then it truncates what
+ * follows, walks the committed level-0 chain (checking each record's
+ * data CRC rather than its head CRC, since a head may have been
+ * rewritten by the lost transaction), rewrites both level-0 slots of
+ * every record to the committed successor (the slot that does not
+ * decide first, so that a recovery killed half-way is itself
+ * recoverable), rebuilds every upper level from that walk, recounts,
+ * syncs and clears DIRTY.  A reader that may not write (CYRUSDB_RDONLY)
+ * searches a dirty file by level 0 alone instead.
+ *
+ * Power loss (the page cache is lost; the disk holds an unknown mix of
+ * the writes since the last sync).  The last completed fdatasync made
+ * every acknowledged commit durable, including its in-place pointer
+ * changes.  The unsynced header may be older than that (its current
+ * size too small), and writes of a transaction in progress, or of one
+ * whose sync was cut short, may be on disk in part: among them in-place
+ * pointers to offsets past the committed end, which would point into
+ * the records of later commits once the file grows, and are outside
+ * anything a CRC can check.  Not even a clean header proves their
+ * absence (DIRTY was not synced), so instead every header carries the
+ * boot id: a header of another boot means a power loss may lie in
+ * between, and the next locker trusts no pointer.  It scans the tail
+ * from the header's current size: each run of records closed by a
+ * COMMIT that names the run's start and carries the CRC of the run's
+ * fixed heads (all of which, with each record's data CRC, lie outside
+ * what in-place writes touch) is committed and taken in; the first run
+ * that does not verify, and all after it, is dropped (no later commit
+ * can have been acknowledged, as its sync would have made this one
+ * durable).  Then it rebuilds the file by a repack fed from a
+ * sequential scan of every RECORD and DELETE up to that end (later in
+ * the file supersedes earlier; a DELETE removes its key), not from
+ * pointers.  The repacked file carries this boot's id, and every header
+ * is written only after that check, so a header of this boot proves
+ * the file has no stale pointers.  A torn header is caught by its CRC
+ * (sector writes are atomic on the devices we support, so this does
+ * not happen in practice).  A read-only opener that finds another
+ * boot's header builds the same scan as a sorted index in memory and
+ * looks records up in it.  Where no boot id is available DIRTY is
+ * synced before the first change (two syncs per commit) and a dirty
+ * file is always rebuilt from a scan.
  *
  * REPACK
  *
@@ -131,21 +175,27 @@
 
 #define TS_MAGIC "\241\002\213\015ColumbaSkip\n"
 #define TS_MAGIC_LEN 16
-#define TS_VERSION 1
-#define HEADER_SIZE 64
+#define TS_VERSION 2
+#define HEADER_SIZE 96
+#define BOOTID_LEN 16
+#define COMMIT_VALLEN 16
 #define DUMMY_OFFSET HEADER_SIZE
 #define MAXLEVEL 24
 #define MAXPTRS (MAXLEVEL + 1)
 #define MIN_REPACK (16 * 1024)
 #define VCACHE_SIZE 1024
+#define PREALLOC_MIN (16 * 1024)
+#define PREALLOC_MAX (4 * 1024 * 1024)
 
 #define TS_F_MBOXSORT 1
 #define TS_F_DIRTY 2
+#define TS_F_REPLACED 4
 
 enum { REC_DUMMY = 1, REC_RECORD = 2, REC_DELETE = 3, REC_COMMIT = 4 };
 
 #define HEADLEN(nptrs) (16 + 8 * (size_t)(nptrs) + 8)
 #define PAD8(n) (((n) + 7) & ~(size_t)7)
+#define COMMIT_LEN (HEADLEN(1) + COMMIT_VALLEN)
 
 struct tsheader {
     uint32_t version;
@@ -154,6 +204,7 @@ struct tsheader {
     uint64_t num_records;
     uint64_t current_size;
     uint64_t repack_size;
+    unsigned char bootid[BOOTID_LEN];
 };
 
 /* One parsed record.  Only offsets are kept, so a remap of the file
@@ -176,6 +227,7 @@ struct undo {
 
 struct txn {
     size_t start;           /* committed size when the txn began */
+    uint32_t rangecrc;      /* over the fixed heads appended so far */
     struct tsheader saved;  /* header to restore on abort */
     int is_dirty;           /* DIRTY written: something changed */
     struct undo *undo;
@@ -193,6 +245,10 @@ struct tsdb {
     struct tsheader hdr;
     size_t end;             /* end of valid data for lookups */
     int is_lax;             /* dirty file read-only: level 0, data CRC */
+    size_t *scan;           /* read-only after a power loss: live records
+                               in key order, from a sequential scan */
+    size_t nscan;
+    int is_quiet;           /* scanning a tail: damage is expected */
     struct txn *txn;
     uint64_t changes;       /* bumped by every write, for foreach */
     struct buf wbuf;        /* record being appended */
@@ -268,6 +324,12 @@ static const char *KEY(const struct tsdb *db, const struct rec *r)
     return BASE(db) + r->off + HEADLEN(r->nptrs);
 }
 
+/* Key of the record at `off` (whose head has been bounds-checked). */
+static const char *KEY_AT(const struct tsdb *db, size_t off)
+{
+    return BASE(db) + off + HEADLEN((uint8_t)BASE(db)[off + 1]);
+}
+
 static const char *VAL(const struct tsdb *db, const struct rec *r)
 {
     return KEY(db, r) + r->keylen;
@@ -287,6 +349,8 @@ static int keycmp(const struct tsdb *db, const char *a, size_t alen,
 
 static int corrupt(const struct tsdb *db, size_t off, const char *why)
 {
+    if (db->is_quiet)
+        return ERR_CORRUPT;
     xsyslog(LOG_ERR, "twoskip: database corrupt",
             "path=%s offset=%zu reason=%s", db->fname, off, why);
     return ERR_CORRUPT;
@@ -317,6 +381,62 @@ static unsigned random_level(void)
     return level;
 }
 
+/* ---- boot identity ---- */
+
+static unsigned char boot_id[BOOTID_LEN];
+static int boot_id_state;   /* 0 unread, 1 known, -1 unavailable */
+
+/* Read the kernel's per-boot UUID once: 32 hex digits and dashes. */
+static void boot_id_load(void)
+{
+    char text[64];
+    size_t i, n = 0;
+    FILE *f;
+
+    boot_id_state = -1;
+    f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return;
+    if (!fgets(text, sizeof(text), f)) {
+        fclose(f);
+        return;
+    }
+    fclose(f);
+    memset(boot_id, 0, sizeof(boot_id));
+    for (i = 0; text[i] && text[i] != '\n' && n < 2 * BOOTID_LEN; i++) {
+        int v;
+
+        if (text[i] == '-')
+            continue;
+        if (text[i] >= '0' && text[i] <= '9')
+            v = text[i] - '0';
+        else if (text[i] >= 'a' && text[i] <= 'f')
+            v = text[i] - 'a' + 10;
+        else
+            break;
+        boot_id[n / 2] |= (unsigned char)(n % 2 ? v : v << 4);
+        n++;
+    }
+    if (n == 2 * BOOTID_LEN)
+        boot_id_state = 1;
+    else
+        memset(boot_id, 0, sizeof(boot_id));
+}
+
+/* The boot we run in (all zero when the system does not say). */
+static const unsigned char *this_boot(void)
+{
+    if (!boot_id_state)
+        boot_id_load();
+    return boot_id;
+}
+
+static int has_boot_id(void)
+{
+    this_boot();
+    return boot_id_state == 1;
+}
+
 /* ---- header ---- */
 
 static void header_encode(const struct tsheader *h, char *p)
@@ -329,7 +449,8 @@ static void header_encode(const struct tsheader *h, char *p)
     put64(p + 32, h->num_records);
     put64(p + 40, h->current_size);
     put64(p + 48, h->repack_size);
-    put32(p + 60, crc_of(p, 60));
+    memcpy(p + 56, this_boot(), BOOTID_LEN);
+    put32(p + HEADER_SIZE - 4, crc_of(p, HEADER_SIZE - 4));
 }
 
 static int header_write(struct tsdb *db)
@@ -365,7 +486,7 @@ static int header_read(struct tsdb *db)
                 db->fname);
         return ERR_DB_BADFORMAT;
     }
-    if (get32(p + 60) != crc_of(p, 60))
+    if (get32(p + HEADER_SIZE - 4) != crc_of(p, HEADER_SIZE - 4))
         return corrupt(db, 0, "header checksum mismatch");
     db->hdr.version = get32(p + 16);
     if (db->hdr.version != TS_VERSION) {
@@ -378,6 +499,7 @@ static int header_read(struct tsdb *db)
     db->hdr.num_records = get64(p + 32);
     db->hdr.current_size = get64(p + 40);
     db->hdr.repack_size = get64(p + 48);
+    memcpy(db->hdr.bootid, p + 56, BOOTID_LEN);
     if (db->hdr.current_size < HEADER_SIZE + HEADLEN(MAXPTRS)
         || db->hdr.current_size % 8)
         return corrupt(db, 0, "bad current size in header");
@@ -396,10 +518,11 @@ static int header_read(struct tsdb *db)
     return 0;
 }
 
+/* DIRTY is set before anything is appended or changed, and cleared
+ * only by a finished commit, abort or recovery. */
 static int needs_recovery(struct tsdb *db)
 {
-    return (db->hdr.flags & TS_F_DIRTY)
-           || mappedfile_size(db->mf) > db->hdr.current_size;
+    return !!(db->hdr.flags & TS_F_DIRTY);
 }
 
 /* ---- records ---- */
@@ -438,9 +561,12 @@ static int rec_read(struct tsdb *db, size_t off, struct rec *r)
             return corrupt(db, off, "bad record level");
         break;
     case REC_DELETE:
+        if (r->nptrs != 1 || !r->keylen || r->vallen)
+            return corrupt(db, off, "bad delete record");
+        break;
     case REC_COMMIT:
-        if (r->nptrs != 1 || r->keylen || r->vallen)
-            return corrupt(db, off, "bad delete or commit record");
+        if (r->nptrs != 1 || r->keylen || r->vallen != COMMIT_VALLEN)
+            return corrupt(db, off, "bad commit record");
         break;
     default:
         return corrupt(db, off, "unknown record type");
@@ -469,6 +595,9 @@ static int check_data(struct tsdb *db, const struct rec *r)
     return 0;
 }
 
+static size_t scan_search(const struct tsdb *db, const char *key,
+                          size_t keylen, int after);
+
 /* Effective level-0 successor of `r` (DELETE records stepped over). */
 static int next0(struct tsdb *db, const struct rec *r, size_t *next_r)
 {
@@ -476,6 +605,13 @@ static int next0(struct tsdb *db, const struct rec *r, size_t *next_r)
     uint64_t a, b, n;
     int hops, ret;
 
+    if (db->scan) {
+        size_t i = r->type == REC_DUMMY ? 0
+                   : scan_search(db, KEY(db, r), r->keylen, 1);
+
+        *next_r = i < db->nscan ? db->scan[i] : 0;
+        return 0;
+    }
     if (r->type == REC_DELETE) {
         n = PTR(db, r, 0);
     }
@@ -530,6 +666,18 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
     size_t maxsteps = db->end / 24 + MAXLEVEL * 2;
     int level, c = 1, r;
 
+    if (db->scan) {
+        size_t i = scan_search(db, key, keylen, 0);
+
+        if (loc)
+            for (level = 0; level < MAXLEVEL; level++)
+                loc[level] = DUMMY_OFFSET;
+        *ge_r = i < db->nscan ? db->scan[i] : 0;
+        *found_r = *ge_r && !keycmp(db, KEY_AT(db, *ge_r),
+                                    get32(BASE(db) + *ge_r + 4),
+                                    key, keylen);
+        return 0;
+    }
     r = rec_read(db, DUMMY_OFFSET, &node);
     if (r)
         return r;
@@ -566,6 +714,34 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
 
 /* ---- writing ---- */
 
+/* Make the file reach past db->end + need, in zeros written ahead of
+ * time: a commit's sync then flushes data into blocks the file already
+ * owns and need not journal a new size (ext4 and the like), which
+ * halves its cost.  Zeros past the end read as "no record". */
+static int reserve_space(struct tsdb *db, size_t need)
+{
+    static const char zeros[64 * 1024];
+    size_t size = mappedfile_size(db->mf), want;
+    int r = 0;
+
+    if (db->end + need <= size)
+        return 0;
+    want = db->end / 8;
+    if (want < PREALLOC_MIN)
+        want = PREALLOC_MIN;
+    else if (want > PREALLOC_MAX)
+        want = PREALLOC_MAX;
+    want += db->end + need;
+    while (!r && size < want) {
+        size_t n = want - size < sizeof(zeros) ? want - size
+                                                : sizeof(zeros);
+
+        r = mappedfile_pwrite(db->mf, zeros, n, size);
+        size += n;
+    }
+    return r;
+}
+
 /* Append one record at db->end; *off_r gets its offset. */
 static int append_rec(struct tsdb *db, uint8_t type, unsigned nptrs,
                       const uint64_t *ptrs, const char *key, size_t keylen,
@@ -595,9 +771,15 @@ static int append_rec(struct tsdb *db, uint8_t type, unsigned nptrs,
     total = PAD8(db->wbuf.len);
     buf_appendmap(&db->wbuf, zeros, total - db->wbuf.len);
 
-    r = mappedfile_pwrite(db->mf, db->wbuf.s, total, db->end);
+    r = reserve_space(db, total);
+    if (!r)
+        r = mappedfile_pwrite(db->mf, db->wbuf.s, total, db->end);
     if (r)
         return r;
+    if (db->txn && type != REC_COMMIT)
+        db->txn->rangecrc = (uint32_t)crc32(db->txn->rangecrc,
+                                            (const Bytef *)db->wbuf.s,
+                                            16);
     *off_r = db->end;
     db->end += total;
     return 0;
@@ -676,7 +858,7 @@ static int mark_dirty(struct tsdb *db)
         return 0;
     db->hdr.flags |= TS_F_DIRTY;
     r = header_write(db);
-    if (!r)
+    if (!r && !has_boot_id())
         r = sync_file(db);
     if (!r)
         db->txn->is_dirty = 1;
@@ -695,7 +877,8 @@ static int do_delete(struct tsdb *db, const size_t *loc, const struct rec *f)
     r = next0(db, f, &next);
     if (!r) {
         ptr = next;
-        r = append_rec(db, REC_DELETE, 1, &ptr, NULL, 0, NULL, 0, &doff);
+        r = append_rec(db, REC_DELETE, 1, &ptr, KEY(db, f), f->keylen,
+                       NULL, 0, &doff);
     }
     if (!r)
         r = set_next0(db, loc[0], doff);
@@ -781,6 +964,185 @@ static int write_op(struct tsdb *db, int op, const char *key, size_t keylen,
 }
 
 /* ---- recovery ---- */
+
+/* Was the header last written in another boot?  Then a power loss may
+ * lie in between, and no pointer can be trusted (see CRASH SAFETY). */
+static int boot_changed(const struct tsdb *db)
+{
+    return has_boot_id() && memcmp(db->hdr.bootid, this_boot(), BOOTID_LEN);
+}
+
+/* Does the COMMIT `c` close the run [start, c) whose fixed heads have
+ * CRC `crc`? */
+static int commit_verifies(struct tsdb *db, const struct rec *c,
+                           size_t start, uint32_t crc)
+{
+    const char *p = BASE(db) + c->off;
+
+    if (c->type != REC_COMMIT || PTR(db, c, 0) != start)
+        return 0;
+    if (get32(p + HEADLEN(1) - 8) != head_crc(p, HEADLEN(1) - 8, NULL, 0))
+        return 0;
+    return get32(VAL(db, c) + 8) == crc;
+}
+
+/* Find the transactions committed past the header's committed size:
+ * each a run of records closed by a COMMIT naming the run's start and
+ * carrying the CRC of the run's fixed heads.  Stops at the first run
+ * that does not verify.  *end_r: the end of the last good COMMIT (the
+ * header's size if none); *count_r: its record count.  Leaves db->end
+ * at the file size and is_lax set; the caller resets them. */
+static void tail_scan(struct tsdb *db, size_t *end_r, uint64_t *count_r)
+{
+    size_t off = db->hdr.current_size, start = off;
+    uint32_t crc = 0;
+    struct rec r;
+
+    *end_r = off;
+    *count_r = db->hdr.num_records;
+    db->end = mappedfile_size(db->mf) & ~(size_t)7;
+    db->is_lax = 1;
+    db->is_quiet = 1;
+    while (off < db->end && !rec_read(db, off, &r)) {
+        if (r.type == REC_RECORD || r.type == REC_DELETE) {
+            crc = (uint32_t)crc32(crc, (const Bytef *)BASE(db) + off, 16);
+        }
+        else if (commit_verifies(db, &r, start, crc)) {
+            *end_r = start = off + r.len;
+            *count_r = get64(VAL(db, &r));
+            crc = 0;
+        }
+        else {
+            break;
+        }
+        off += r.len;
+    }
+    db->is_quiet = 0;
+}
+
+static const struct tsdb *sort_db;
+
+/* qsort order for scan_live: by key, then by file offset. */
+static int scan_cmp(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    const char *base = BASE(sort_db), *px = base + x, *py = base + y;
+    int c;
+
+    c = keycmp(sort_db, px + HEADLEN((uint8_t)px[1]), get32(px + 4),
+               py + HEADLEN((uint8_t)py[1]), get32(py + 4));
+    if (c)
+        return c;
+    return x < y ? -1 : x > y;
+}
+
+/* Sequential scan of the records up to db->end, trusting no pointer:
+ * the live records in key order (of several with one key the last in
+ * the file wins; a DELETE removes the key).  Needs is_lax, so that
+ * data CRCs are checked and the head CRCs, which in-place pointer
+ * writes may have left torn, are not.  Caller frees *offs_r. */
+static int scan_live(struct tsdb *db, size_t **offs_r, size_t *n_r)
+{
+    size_t off = DUMMY_OFFSET, n = 0, alloc = 0, i, out = 0;
+    size_t *offs = NULL;
+    struct rec r;
+    int ret = 0;
+
+    while (!ret && off < db->end) {
+        ret = rec_read(db, off, &r);
+        if (ret)
+            break;
+        if (r.type == REC_RECORD || r.type == REC_DELETE) {
+            if (n == alloc) {
+                alloc = alloc ? alloc * 2 : 1024;
+                offs = xreallocarray(offs, alloc, sizeof(*offs));
+            }
+            offs[n++] = off;
+        }
+        off += r.len;
+    }
+    if (!ret && off != db->end)
+        ret = corrupt(db, off, "records do not end at the committed size");
+    if (ret) {
+        free(offs);
+        return ret;
+    }
+    sort_db = db;
+    if (n)
+        qsort(offs, n, sizeof(*offs), scan_cmp);
+    for (i = 0; i < n; i++) {
+        if (i + 1 < n && !keycmp(db, KEY_AT(db, offs[i]),
+                                 get32(BASE(db) + offs[i] + 4),
+                                 KEY_AT(db, offs[i + 1]),
+                                 get32(BASE(db) + offs[i + 1] + 4)))
+            continue;
+        if (BASE(db)[offs[i]] == REC_RECORD)
+            offs[out++] = offs[i];
+    }
+    *offs_r = offs;
+    *n_r = out;
+    return 0;
+}
+
+/* Index of the first scanned record whose key is >= `key` (> when
+ * `after`). */
+static size_t scan_search(const struct tsdb *db, const char *key,
+                          size_t keylen, int after)
+{
+    size_t lo = 0, hi = db->nscan;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2, o = db->scan[mid];
+        int c = keycmp(db, KEY_AT(db, o), get32(BASE(db) + o + 4),
+                       key, keylen);
+
+        if (c < 0 || (after && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Read-only use of a file that may have lost in-place writes: look
+ * records up in a sorted index built from a sequential scan. */
+static int scan_mode_begin(struct tsdb *db)
+{
+    size_t end;
+    uint64_t count;
+    int r;
+
+    tail_scan(db, &end, &count);
+    db->end = end;
+    r = scan_live(db, &db->scan, &db->nscan);
+    if (!r && !db->scan)
+        db->scan = xmalloc(sizeof(size_t)); /* marks the mode */
+    return r;
+}
+
+static int repack(struct tsdb *db, int from_scan);
+
+/* Power loss possible (the header was written in another boot, or the
+ * boot cannot be told and the file is dirty): take in the committed
+ * tail, then rebuild from a sequential scan into a fresh file.  The
+ * caller must then lock again to follow the rename. */
+static int power_recover(struct tsdb *db)
+{
+    size_t end;
+    uint64_t count;
+    int r;
+
+    tail_scan(db, &end, &count);
+    db->end = end;
+    xsyslog(LOG_WARNING, "twoskip: rebuilding after a system restart",
+            "path=%s committed=%llu recovered=%zu size=%zu", db->fname,
+            (unsigned long long)db->hdr.current_size, end,
+            mappedfile_size(db->mf));
+    forget_verified(db);
+    r = repack(db, 1);
+    db->is_lax = 0;
+    return r;
+}
 
 /* Set both level-0 slots of `r` to its committed successor `next`.
  * The slot that does not decide the successor is written first: were
@@ -868,6 +1230,34 @@ done:
     return ret;
 }
 
+/* A writer of this boot died (the page cache holds all it wrote).  A
+ * transaction whose COMMIT verifies finished every in-place change
+ * before appending it, so only the header is behind: bring it forward
+ * once the data is durable.  Anything else unfinished is undone by
+ * recover(). */
+static int recover_same_boot(struct tsdb *db)
+{
+    size_t end;
+    uint64_t count;
+    int r = 0;
+
+    tail_scan(db, &end, &count);
+    db->is_lax = 0;
+    db->end = db->hdr.current_size;
+    if (end > db->hdr.current_size) {
+        xsyslog(LOG_NOTICE, "twoskip: taking in a finished commit",
+                "path=%s committed=%llu end=%zu", db->fname,
+                (unsigned long long)db->hdr.current_size, end);
+        r = sync_file(db);
+        if (!r) {
+            db->hdr.current_size = end;
+            db->hdr.num_records = count;
+            db->end = end;
+        }
+    }
+    return r ? r : recover(db);
+}
+
 /* ---- locking ---- */
 
 /* Fresh file: write the header and the DUMMY. */
@@ -902,15 +1292,25 @@ static int lock_exclusive(struct tsdb *db)
 
     if (db->flags & CYRUSDB_RDONLY)
         return ERR_DB_READONLY;
-    r = mappedfile_lock(db->mf, MAPPEDFILE_EXCLUSIVE, NULL);
-    if (r)
-        return r;
-    if (mappedfile_size(db->mf) == 0)
-        r = init_file(db);
-    else
-        r = header_read(db);
+    for (;;) {
+        r = mappedfile_lock(db->mf, MAPPEDFILE_EXCLUSIVE, NULL);
+        if (r)
+            return r;
+        if (mappedfile_size(db->mf) == 0)
+            r = init_file(db);
+        else
+            r = header_read(db);
+        if (r || !(boot_changed(db)
+                   || (needs_recovery(db) && !has_boot_id())))
+            break;
+        /* Rebuilt into a new file: lock again to follow it. */
+        r = power_recover(db);
+        mappedfile_unlock(db->mf);
+        if (r)
+            return r;
+    }
     if (!r && needs_recovery(db))
-        r = recover(db);
+        r = recover_same_boot(db);
     if (r)
         mappedfile_unlock(db->mf);
     return r;
@@ -928,11 +1328,14 @@ static int lock_shared(struct tsdb *db)
         r = ERR_NOTFOUND;
     else if (mappedfile_size(db->mf) > 0)
         r = header_read(db);
-    if (r || (mappedfile_size(db->mf) > 0 && !needs_recovery(db)))
+    if (r || (mappedfile_size(db->mf) > 0 && !needs_recovery(db)
+              && !boot_changed(db)))
         goto done;
 
     if (db->flags & CYRUSDB_RDONLY) {
         db->is_lax = 1;
+        if (boot_changed(db) || !has_boot_id())
+            r = scan_mode_begin(db);
         goto done;
     }
     /* Recover (or initialise) under the exclusive lock, then step down. */
@@ -950,6 +1353,9 @@ done:
 static int unlock(struct tsdb *db)
 {
     db->is_lax = 0;
+    free(db->scan);
+    db->scan = NULL;
+    db->nscan = 0;
     return mappedfile_unlock(db->mf);
 }
 
@@ -975,20 +1381,27 @@ static void txn_free(struct tsdb *db)
     xfree(db->txn);
 }
 
-static int repack(struct tsdb *db);
 
 static int ts_commit(struct db *db_, struct txn *tid)
 {
     struct tsdb *db = (struct tsdb *)db_;
     uint64_t ptr;
     size_t off;
+    char val[COMMIT_VALLEN];
     int r = 0;
 
     if (!tid || tid != db->txn)
         return ERR_DB_TXN;
     if (tid->is_dirty) {
+        /* The one sync: records, in-place pointer changes and the
+         * COMMIT reach the disk together.  The header is only a hint
+         * after that (see CRASH SAFETY), so it is not synced. */
         ptr = tid->start;
-        r = append_rec(db, REC_COMMIT, 1, &ptr, NULL, 0, NULL, 0, &off);
+        put64(val, db->hdr.num_records);
+        put32(val + 8, tid->rangecrc);
+        put32(val + 12, 0);
+        r = append_rec(db, REC_COMMIT, 1, &ptr, NULL, 0, val, sizeof(val),
+                       &off);
         if (!r)
             r = sync_file(db);
         if (!r) {
@@ -996,8 +1409,6 @@ static int ts_commit(struct db *db_, struct txn *tid)
             db->hdr.flags &= ~(uint32_t)TS_F_DIRTY;
             r = header_write(db);
         }
-        if (!r)
-            r = sync_file(db);
         if (r) {
             xsyslog(LOG_ERR, "twoskip: commit failed", "path=%s error=%s",
                     db->fname, error_message(r));
@@ -1007,7 +1418,7 @@ static int ts_commit(struct db *db_, struct txn *tid)
     txn_free(db);
     if (!r && !(db->flags & CYRUSDB_NOCOMPACT) && db->end > MIN_REPACK
         && db->end > 2 * db->hdr.repack_size) {
-        if (repack(db))
+        if (repack(db, 0))
             xsyslog(LOG_WARNING, "twoskip: automatic repack failed",
                     "path=%s", db->fname);
     }
@@ -1097,13 +1508,46 @@ struct layout {
     size_t n, alloc;
 };
 
-/* Pass 1: list the live records and give each a level and new place. */
-static int repack_layout(struct tsdb *db, struct layout *lay, size_t *end_r)
+/* Add the live record `r` to the layout at *pos_r. */
+static void layout_add(struct layout *lay, const struct rec *r,
+                       size_t *pos_r)
 {
-    size_t off, pos = HEADER_SIZE + HEADLEN(MAXPTRS);
+    if (lay->n == lay->alloc) {
+        lay->alloc = lay->alloc ? lay->alloc * 2 : 1024;
+        lay->old = xreallocarray(lay->old, lay->alloc, sizeof(size_t));
+        lay->newoff = xreallocarray(lay->newoff, lay->alloc,
+                                    sizeof(size_t));
+        lay->level = xreallocarray(lay->level, lay->alloc, 1);
+    }
+    lay->old[lay->n] = r->off;
+    lay->level[lay->n] = (uint8_t)random_level();
+    lay->newoff[lay->n] = *pos_r;
+    *pos_r += HEADLEN(lay->level[lay->n] + 1)
+              + PAD8((size_t)r->keylen + r->vallen);
+    lay->n++;
+}
+
+/* Pass 1: list the live records and give each a level and new place,
+ * by the level-0 chain or (`from_scan`, trusting no pointer) by a
+ * sequential scan. */
+static int repack_layout(struct tsdb *db, struct layout *lay, int from_scan,
+                         size_t *end_r)
+{
+    size_t off, pos = HEADER_SIZE + HEADLEN(MAXPTRS), *offs = NULL, n, i;
     struct rec r;
     int ret;
 
+    if (from_scan) {
+        ret = scan_live(db, &offs, &n);
+        for (i = 0; !ret && i < n; i++) {
+            ret = rec_read(db, offs[i], &r);
+            if (!ret)
+                layout_add(lay, &r, &pos);
+        }
+        free(offs);
+        *end_r = pos;
+        return ret;
+    }
     ret = rec_read(db, DUMMY_OFFSET, &r);
     if (!ret)
         ret = next0(db, &r, &off);
@@ -1113,19 +1557,7 @@ static int repack_layout(struct tsdb *db, struct layout *lay, size_t *end_r)
             break;
         if (check_data(db, &r))
             return ERR_CORRUPT;
-        if (lay->n == lay->alloc) {
-            lay->alloc = lay->alloc ? lay->alloc * 2 : 1024;
-            lay->old = xreallocarray(lay->old, lay->alloc, sizeof(size_t));
-            lay->newoff = xreallocarray(lay->newoff, lay->alloc,
-                                        sizeof(size_t));
-            lay->level = xreallocarray(lay->level, lay->alloc, 1);
-        }
-        lay->old[lay->n] = off;
-        lay->level[lay->n] = (uint8_t)random_level();
-        lay->newoff[lay->n] = pos;
-        pos += HEADLEN(lay->level[lay->n] + 1)
-               + PAD8((size_t)r.keylen + r.vallen);
-        lay->n++;
+        layout_add(lay, &r, &pos);
         ret = next0(db, &r, &off);
     }
     *end_r = pos;
@@ -1179,6 +1611,7 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
     struct buf out = BUF_INITIALIZER;
     char head[HEADLEN(MAXPTRS)];
     struct tsheader h;
+    uint32_t rangecrc;
     unsigned l;
     int r = 0;
 
@@ -1201,7 +1634,7 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
     h.flags = db->hdr.flags & TS_F_MBOXSORT;
     h.generation = db->hdr.generation + 1;
     h.num_records = lay->n;
-    h.current_size = end + HEADLEN(1);
+    h.current_size = end + COMMIT_LEN;
     h.repack_size = h.current_size;
     buf_ensure(&out, HEADER_SIZE);
     header_encode(&h, out.s);
@@ -1212,6 +1645,7 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
         ptrs[l ? l + 1 : 0] = nextat[l];
     head_encode(head, REC_DUMMY, MAXPTRS, ptrs, NULL, 0, 0, 0);
     buf_appendmap(&out, head, HEADLEN(MAXPTRS));
+    rangecrc = (uint32_t)crc32(0L, (const Bytef *)head, 16);
 
     for (i = 0; !r && i < lay->n; i++) {
         struct rec rec;
@@ -1227,6 +1661,7 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
         head_encode(head, REC_RECORD, lay->level[i] + 1u, ptrs,
                     KEY(db, &rec), rec.keylen, rec.vallen, rec.datacrc);
         buf_appendmap(&out, head, HEADLEN(lay->level[i] + 1u));
+        rangecrc = (uint32_t)crc32(rangecrc, (const Bytef *)head, 16);
         dlen = (size_t)rec.keylen + rec.vallen;
         buf_appendmap(&out, KEY(db, &rec), dlen);
         buf_appendmap(&out, zeros, PAD8(dlen) - dlen);
@@ -1236,9 +1671,16 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
         }
     }
     if (!r) {
-        ptrs[0] = 0;
-        head_encode(head, REC_COMMIT, 1, ptrs, NULL, 0, 0, 0);
+        char val[COMMIT_VALLEN];
+
+        ptrs[0] = HEADER_SIZE;
+        put64(val, lay->n);
+        put32(val + 8, rangecrc);
+        put32(val + 12, 0);
+        head_encode(head, REC_COMMIT, 1, ptrs, NULL, 0, COMMIT_VALLEN,
+                    crc_of(val, COMMIT_VALLEN));
         buf_appendmap(&out, head, HEADLEN(1));
+        buf_appendmap(&out, val, COMMIT_VALLEN);
         r = write_all(fd, out.s, out.len, newname);
     }
     buf_free(&out);
@@ -1250,7 +1692,7 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
 /* Write the live records to fname.NEW and rename it over the file.
  * Called with the exclusive lock held and no transaction open; the
  * lock is left on the old file (released by the caller). */
-static int repack(struct tsdb *db)
+static int repack(struct tsdb *db, int from_scan)
 {
     struct layout lay;
     struct buf newname = BUF_INITIALIZER;
@@ -1259,7 +1701,7 @@ static int repack(struct tsdb *db)
 
     memset(&lay, 0, sizeof(lay));
     buf_printf(&newname, "%s.NEW", db->fname);
-    r = repack_layout(db, &lay, &end);
+    r = repack_layout(db, &lay, from_scan, &end);
     if (r)
         goto done;
     fd = open(buf_cstring(&newname),
@@ -1283,7 +1725,7 @@ static int repack(struct tsdb *db)
     if (!r)
         xsyslog(LOG_INFO, "twoskip: repacked", "path=%s records=%zu "
                 "oldsize=%zu newsize=%zu", db->fname, lay.n, db->end,
-                end + HEADLEN(1));
+                end + COMMIT_LEN);
 
 done:
     if (fd >= 0)
@@ -1399,6 +1841,17 @@ static int ts_open(const char *fname, int flags, struct db **dbp,
     return 0;
 }
 
+/* Give back the zeros reserved past the committed end (see
+ * reserve_space) when the last handle of this process goes. */
+static void trim_reserve(struct tsdb *db)
+{
+    if ((db->flags & CYRUSDB_RDONLY) || db->txn || lock_exclusive(db))
+        return;
+    if (mappedfile_size(db->mf) > db->hdr.current_size)
+        mappedfile_truncate(db->mf, db->hdr.current_size);
+    unlock(db);
+}
+
 static int ts_close(struct db *db_)
 {
     struct tsdb *db = (struct tsdb *)db_;
@@ -1410,6 +1863,7 @@ static int ts_close(struct db *db_)
                 "path=%s", db->fname);
         ts_abort(db_, db->txn);
     }
+    trim_reserve(db);
     db_free(db);
     return 0;
 }
@@ -1775,7 +2229,7 @@ static int ts_checkpoint(struct db *db_)
     r = lock_exclusive(db);
     if (r)
         return r;
-    r = repack(db);
+    r = repack(db, 0);
     unlock(db);
     return r;
 }
