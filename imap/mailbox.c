@@ -501,8 +501,7 @@ done:
     return r;
 }
 
-/* Replace cyrus.header with the current fields. */
-static int header_write(struct mailbox *mb)
+int mailbox_header_write(struct mailbox *mb)
 {
     struct buf path = BUF_INITIALIZER, text = BUF_INITIALIZER;
     struct stat sb;
@@ -521,7 +520,7 @@ static int header_write(struct mailbox *mb)
 /* ---------------------------------------------------------------- */
 /* Locking                                                            */
 
-static int lock_header(struct mailbox *mb, int is_exclusive)
+int mailbox_header_lock(struct mailbox *mb, int is_exclusive)
 {
     struct buf path = BUF_INITIALIZER;
     struct stat sb;
@@ -577,7 +576,7 @@ static int lock_once(struct mailbox *mb, int is_exclusive)
 {
     int replaced = 0, r;
 
-    r = lock_header(mb, is_exclusive);
+    r = mailbox_header_lock(mb, is_exclusive);
     if (!r)
         r = open_files(mb);
     if (!r)
@@ -796,7 +795,7 @@ int mailbox_set_userflag(struct mailbox *mb, const char *flag,
         return ERR_MAILBOX_USERFLAGS_FULL;
 
     mb->flagname[i] = xstrdup(flag);
-    r = header_write(mb);
+    r = mailbox_header_write(mb);
     if (r) {
         free(mb->flagname[i]);
         mb->flagname[i] = NULL;
@@ -818,10 +817,34 @@ int mailbox_set_acl(struct mailbox *mb, const char *acl)
         return ERR_INVALID;
     old = mb->acl;
     mb->acl = xstrdup(acl);
-    r = header_write(mb);
+    r = mailbox_header_write(mb);
     if (r) {
         free(mb->acl);
         mb->acl = old;
+        return r;
+    }
+    free(old);
+    mailbox_queue_event(mb, "header", 0);
+    return 0;
+}
+
+int mailbox_set_name(struct mailbox *mb, const char *name)
+{
+    char *old;
+    int r;
+
+    if (mb->lockstate != MBLOCK_EXCLUSIVE)
+        return ERR_MAILBOX_NOTLOCKED;
+    if (!is_valid_value(name, MAILBOX_MAX_NAME, 0))
+        return ERR_MAILBOX_BADNAME;
+    if (mb->name && !strcmp(mb->name, name))
+        return 0;
+    old = mb->name;
+    mb->name = xstrdup(name);
+    r = mailbox_header_write(mb);
+    if (r) {
+        free(mb->name);
+        mb->name = old;
         return r;
     }
     free(old);
@@ -836,6 +859,42 @@ int mailbox_set_pop3_last_login(struct mailbox *mb, time_t when)
     mb->ih.pop3_last_login = when;
     mb->is_changed = 1;
     return 0;
+}
+
+int mailbox_read_header_info(const char *path,
+                             struct mailbox_header_info *info_r)
+{
+    struct mailbox *mb;
+    int r;
+
+    memset(info_r, 0, sizeof(*info_r));
+    if (!path || !*path)
+        return ERR_INVALID;
+    mb = xzmalloc(sizeof(*mb));
+    mb->path = xstrdup(path);
+    mb->header_fd = -1;
+    r = mailbox_header_lock(mb, 0);
+    if (!r) {
+        info_r->name = mb->name;
+        info_r->uniqueid = mb->uniqueid;
+        info_r->acl = mb->acl ? mb->acl : xstrdup("");
+        info_r->type = mb->type;
+        mb->name = mb->uniqueid = mb->acl = NULL;
+        close(mb->header_fd);
+        mb->header_fd = -1;
+    }
+    mailbox_close(&mb);
+    return r;
+}
+
+void mailbox_header_info_fini(struct mailbox_header_info *info)
+{
+    if (!info)
+        return;
+    free(info->name);
+    free(info->uniqueid);
+    free(info->acl);
+    memset(info, 0, sizeof(*info));
 }
 
 /* ---------------------------------------------------------------- */
@@ -925,7 +984,7 @@ int mailbox_create(const char *name, const char *path, enum mailbox_type type,
     /* Index and cache first: the header's arrival creates the mailbox. */
     r = create_index_files(mb);
     if (!r)
-        r = header_write(mb);
+        r = mailbox_header_write(mb);
     if (!r)
         r = mailbox_lock(mb, 1);
     if (r)

@@ -221,6 +221,30 @@ int mailbox_find_userflag(const struct mailbox *mb, const char *flag,
  * ERR_INVALID (CR or LF in it) or ERR_IO. */
 int mailbox_set_acl(struct mailbox *mb, const char *acl);
 
+/* Replace the mailbox name in cyrus.header (exclusive lock), as a rename
+ * does.  Returns 0, ERR_MAILBOX_BADNAME (empty, too long, CR or LF),
+ * ERR_MAILBOX_NOTLOCKED or ERR_IO. */
+int mailbox_set_name(struct mailbox *mb, const char *name);
+
+/* What cyrus.header says about a mailbox. */
+struct mailbox_header_info {
+    char *name;
+    char *uniqueid;
+    char *acl;
+    enum mailbox_type type;
+};
+
+/* Read cyrus.header in directory `path` (under a shared lock, released
+ * before returning) without touching the index, so it works when the
+ * index is missing or damaged.  Fills *info_r (release with
+ * mailbox_header_info_fini()).  Returns 0, ERR_MAILBOX_NONEXISTENT (no
+ * header), ERR_CORRUPT, ERR_DB_BADFORMAT or ERR_IO. */
+int mailbox_read_header_info(const char *path,
+                             struct mailbox_header_info *info_r);
+
+/* Free the strings of `info` and clear it; NULL accepted. */
+void mailbox_header_info_fini(struct mailbox_header_info *info);
+
 /* Record a POP3 login time in the index header (exclusive lock;
  * durable at the next commit). */
 int mailbox_set_pop3_last_login(struct mailbox *mb, time_t when);

@@ -170,23 +170,21 @@ static time_t message_sentdate(const struct message *msg, time_t fallback)
     return t;
 }
 
-/* Fill the parts of the record that come from the message. */
-static int record_from_message(struct mailbox_record *rec,
-                               const struct message *msg,
-                               const struct msgdata *md)
+int append_fill_record(struct mailbox_record *rec, const struct message *msg,
+                       const char *base, size_t len)
 {
     char hex[MESSAGE_GUID_HEXLEN + 1];
     struct buf guid = BUF_INITIALIZER;
     int r;
 
-    message_guid(md->base, md->len, hex);
+    message_guid(base, len, hex);
     r = util_hex_decode(hex, MESSAGE_GUID_HEXLEN, &guid);
     if (!r && guid.len == MAILBOX_GUID_SIZE)
         memcpy(rec->guid, guid.s, MAILBOX_GUID_SIZE);
     else
         r = ERR_INTERNAL;
     buf_free(&guid);
-    rec->size = md->len;
+    rec->size = len;
     rec->header_size = (uint32_t)msg->root.header_size;
     rec->sentdate = message_sentdate(msg, rec->internaldate);
     rec->cache_version = MAILBOX_CACHE_VERSION;
@@ -284,7 +282,7 @@ int mailbox_append_add(struct mailbox_append *txn, const char *msgfile,
     rec.savedate = time(NULL);
     rec.internaldate = internaldate ? internaldate : rec.savedate;
     rec.last_updated = rec.savedate;
-    r = record_from_message(&rec, msg, &md);
+    r = append_fill_record(&rec, msg, md.base, md.len);
     if (!r)
         r = store_message(txn, &rec, msgfile, &md, msg);
     if (r)

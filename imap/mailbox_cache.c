@@ -181,6 +181,49 @@ int cache_record_span(struct mailbox *mb, const struct mailbox_record *rec,
     return 0;
 }
 
+int cache_record_check(const char *base, size_t size, uint64_t off,
+                       uint32_t uid, size_t *len_r)
+{
+    const unsigned char *p;
+    uint32_t len, nfields, i, fid, flen;
+    unsigned char seen[MAILBOX_CACHE_NFIELDS];
+    size_t pos = CACHE_RECORD_HEAD;
+
+    if (off < CACHE_HEADER_SIZE || off > size
+        || size - off < CACHE_RECORD_HEAD)
+        return ERR_CORRUPT;
+    p = (const unsigned char *)base + off;
+    len = mb_get32(p);
+    nfields = mb_get32(p + 8);
+    if (len < CACHE_RECORD_HEAD || len > size - off || mb_get32(p + 4) != uid
+        || nfields > 4 * MAILBOX_CACHE_NFIELDS)
+        return ERR_CORRUPT;
+
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < nfields; i++) {
+        if (len - pos < CACHE_FIELD_HEAD)
+            return ERR_CORRUPT;
+        fid = mb_get32(p + pos);
+        flen = mb_get32(p + pos + 4);
+        if (flen > len - pos - CACHE_FIELD_HEAD
+            || mb_get32(p + pos + 8)
+               != mailbox_crc32(p + pos + CACHE_FIELD_HEAD, flen))
+            return ERR_CORRUPT;
+        if (fid < MAILBOX_CACHE_NFIELDS) {
+            if (seen[fid])
+                return ERR_CORRUPT;
+            seen[fid] = 1;
+        }
+        pos += CACHE_FIELD_HEAD + flen;
+    }
+    for (i = 0; i < MAILBOX_CACHE_NFIELDS; i++) {
+        if (!seen[i])
+            return ERR_CORRUPT;
+    }
+    *len_r = len;
+    return 0;
+}
+
 /* Find field `id` in a record span; checks bounds of every field it
  * walks and the CRC of the one it returns. */
 static int cache_find_field(struct mailbox *mb,

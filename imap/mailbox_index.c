@@ -134,10 +134,9 @@ void index_record_encode(const struct mailbox_record *rec,
     mb_put32(out + CRC_OFFSET, mailbox_crc32(out, CRC_OFFSET));
 }
 
-/* Decode record `recno` at `p`, checking its CRC and UID. */
-static int record_decode(const char *path, const unsigned char *p,
-                         uint32_t recno, uint32_t uidnext,
-                         struct mailbox_record *rec)
+int index_record_decode(const char *path, const unsigned char *p,
+                        uint32_t recno, uint32_t uidnext,
+                        struct mailbox_record *rec)
 {
     int i;
 
@@ -211,7 +210,7 @@ int index_recount(struct mailbox *mb, struct mailbox_index_header *ih)
         p = record_at(mb, recno);
         if (!p)
             return corrupt(mappedfile_fname(mb->index), "short file", 0);
-        r = record_decode(mappedfile_fname(mb->index), p, recno,
+        r = index_record_decode(mappedfile_fname(mb->index), p, recno,
                           ih->uidnext, &rec);
         if (r)
             return r;
@@ -380,7 +379,7 @@ int mailbox_read_record(struct mailbox *mb, uint32_t recno,
     p = record_at(mb, recno);
     if (!p)
         return corrupt(mappedfile_fname(mb->index), "short file", 0);
-    return record_decode(mappedfile_fname(mb->index), p, recno,
+    return index_record_decode(mappedfile_fname(mb->index), p, recno,
                          mb->ih.uidnext, rec_r);
 }
 

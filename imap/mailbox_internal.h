@@ -87,6 +87,12 @@ void mailbox_run_test_hook(const char *point);
 void mailbox_file_path(const struct mailbox *mb, const char *fname,
                        struct buf *out);
 int mailbox_fsync_path(const char *path, int is_dir);
+/* Lock cyrus.header (following a rename) and parse it when it changed;
+ * on failure the descriptor is closed.  Returns 0,
+ * ERR_MAILBOX_NONEXISTENT, ERR_CORRUPT, ERR_DB_BADFORMAT or ERR_IO. */
+int mailbox_header_lock(struct mailbox *mb, int is_exclusive);
+/* Replace cyrus.header with the fields of `mb` (temp file, rename). */
+int mailbox_header_write(struct mailbox *mb);
 
 /* mailbox_index.c */
 void index_header_encode(const struct mailbox_index_header *ih,
@@ -95,6 +101,12 @@ int index_header_decode(const char *path, const unsigned char *p,
                         size_t filesize, struct mailbox_index_header *ih);
 void index_record_encode(const struct mailbox_record *rec,
                          unsigned char out[INDEX_RECORD_SIZE]);
+/* Decode the record at `p` (number `recno`); checks its CRC and that
+ * 0 < uid < uidnext.  Returns 0 or ERR_CORRUPT (logged against
+ * `path`). */
+int index_record_decode(const char *path, const unsigned char *p,
+                        uint32_t recno, uint32_t uidnext,
+                        struct mailbox_record *rec);
 int index_write_header(struct mailbox *mb);
 int index_load(struct mailbox *mb);
 int index_recount(struct mailbox *mb, struct mailbox_index_header *ih);
@@ -110,5 +122,18 @@ void cache_build_record(const struct message *msg, uint32_t uid,
                         struct buf *out);
 int cache_record_span(struct mailbox *mb, const struct mailbox_record *rec,
                       const char **base_r, size_t *len_r);
+/* Check the whole cache record of `uid` at `off` in the cache bytes
+ * [base, base+size): bounds, owner, every field present once with a
+ * good CRC.  Sets *len_r to its length.  Returns 0 or ERR_CORRUPT (not
+ * logged: reconstruct reports it). */
+int cache_record_check(const char *base, size_t size, uint64_t off,
+                       uint32_t uid, size_t *len_r);
+
+/* mailbox_append.c */
+/* Fill GUID, size, header size, sent date and cache version of `rec`
+ * from the parsed message `msg` of `len` bytes at `base` (internaldate
+ * must be set).  Returns 0 or ERR_INTERNAL. */
+int append_fill_record(struct mailbox_record *rec, const struct message *msg,
+                       const char *base, size_t len);
 
 #endif /* COLUMBA_IMAP_MAILBOX_INTERNAL_H */
