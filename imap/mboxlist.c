@@ -73,6 +73,7 @@
 #include "imap/mboxlist.h"
 #include "imap/mboxname.h"
 #include "imap/partlist.h"
+#include "imap/quota.h"
 
 #define MBOXLIST_VERSION '1'
 #define MBOXLIST_MAX_VALUE (ACL_STRING_MAX + 4096)
@@ -564,6 +565,21 @@ static int auth_is_admin(const struct auth_state *auth)
     return auth && auth->is_admin;
 }
 
+/* Decide a rights check: allowed when `has_right`; else an admin passes
+ * and the override is logged as an audit event. */
+static int admin_may(const struct auth_state *auth, int is_admin,
+                     int has_right, const char *name, enum mboxlist_op op)
+{
+    if (has_right)
+        return 1;
+    if (!is_admin)
+        return 0;
+    xsyslog(LOG_NOTICE, "admin override", "user=%s mailbox=%s op=%s",
+            log_escape(auth_user(auth), 0), log_escape(name, 0),
+            mboxlist_op_name(op));
+    return 1;
+}
+
 /* ---------------------------------------------------------------- */
 /* Transactions                                                       */
 
@@ -870,9 +886,11 @@ static int find_parent(const char *name, struct mboxlist_entry **parent_r)
 /* May `auth` create `name`?  Also checks the name and that it is free;
  * sets *parent_r (may be NULL: top level). */
 static int create_check(const char *name, const struct auth_state *auth,
-                        int is_admin, struct mboxlist_entry **parent_r)
+                        int is_admin, enum mboxlist_op op,
+                        struct mboxlist_entry **parent_r)
 {
     struct mboxlist_entry *old = NULL;
+    int may;
     int r;
 
     *parent_r = NULL;
@@ -886,14 +904,12 @@ static int create_check(const char *name, const struct auth_state *auth,
     if (r != ERR_MAILBOX_NONEXISTENT)
         return r;
     r = find_parent(name, parent_r);
-    if (r || is_admin)
+    if (r)
         return r;
-    if (mboxname_isusermailbox(name, 1)
-        || mboxname_isdeletedmailbox(name, NULL))
-        return ERR_ACL_DENIED;
-    if (!*parent_r || !(rights_of(auth, *parent_r) & ACL_CREATE))
-        return ERR_ACL_DENIED;
-    return 0;
+    may = !mboxname_isusermailbox(name, 1)
+          && !mboxname_isdeletedmailbox(name, NULL)
+          && *parent_r && (rights_of(auth, *parent_r) & ACL_CREATE);
+    return admin_may(auth, is_admin, may, name, op) ? 0 : ERR_ACL_DENIED;
 }
 
 /* The ACL of a new mailbox. */
@@ -917,6 +933,116 @@ static char *initial_acl(const char *name,
     }
     free(owner);
     return acl;
+}
+
+/* ---------------------------------------------------------------- */
+/* Quota of mailboxes                                                 */
+
+/* Take one MAILBOX (X-NUM-FOLDERS) of the quota root of `name`, under
+ * the root's lock so two creates cannot both take the last one.  Sets
+ * *root_r to the root (caller frees; NULL when `name` has none).
+ * Returns 0, ERR_QUOTA_EXCEEDED or a quota database error. */
+static int folder_quota_take(const char *name, char **root_r)
+{
+    int64_t deltas[QUOTA_NUMRESOURCES] = { 0 };
+    struct txn *tid = NULL;
+    struct quota q;
+    int r;
+
+    *root_r = NULL;
+    quota_init(&q, NULL);
+    r = quota_find_root(name, root_r);
+    if (r == ERR_QUOTA_ROOT_NONEXISTENT)
+        return 0;
+    if (!r) {
+        quota_fini(&q);
+        r = quota_read(*root_r, &q, &tid, 1);
+    }
+    deltas[QUOTA_NUMFOLDERS] = 1;
+    if (!r)
+        r = quota_check(&q, deltas);
+    if (!r) {
+        q.useds[QUOTA_NUMFOLDERS]++;
+        r = quota_write(&q, &tid);
+    }
+    if (!r)
+        r = quota_commit(&tid);
+    quota_abort(&tid);
+    quota_fini(&q);
+    if (r == ERR_QUOTA_ROOT_NONEXISTENT)
+        r = 0;          /* the root went away meanwhile */
+    if (r) {
+        free(*root_r);
+        *root_r = NULL;
+    }
+    return r;
+}
+
+/* What mailbox `e` counts against its quota root: itself, its messages
+ * and their bytes (0 for what cannot be read). */
+static void mailbox_usage(const struct mboxlist_entry *e,
+                          int64_t deltas[QUOTA_NUMRESOURCES])
+{
+    struct buf path = BUF_INITIALIZER;
+    struct mailbox *mb = NULL;
+
+    memset(deltas, 0, QUOTA_NUMRESOURCES * sizeof(*deltas));
+    deltas[QUOTA_NUMFOLDERS] = 1;
+    if (!entry_path(e, &path)
+        && !mailbox_open_iread(buf_cstring(&path), &mb)) {
+        deltas[QUOTA_STORAGE] = (int64_t)mailbox_index(mb)->quota_used;
+        deltas[QUOTA_MESSAGE] = mailbox_index(mb)->exists;
+    }
+    mailbox_close(&mb);
+    buf_free(&path);
+}
+
+/* Add (sign 1) or remove (sign -1) `deltas` to the root of `name`, if
+ * it has one.  A failure is logged: usage is then off until quota -f. */
+static void quota_apply(const char *name,
+                        const int64_t deltas[QUOTA_NUMRESOURCES], int sign)
+{
+    int64_t d[QUOTA_NUMRESOURCES];
+    char *root = NULL;
+    int res, r;
+
+    if (mboxname_isdeletedmailbox(name, NULL))
+        return;         /* deleted mailboxes count against nothing */
+    r = quota_find_root(name, &root);
+    for (res = 0; res < QUOTA_NUMRESOURCES; res++)
+        d[res] = sign * deltas[res];
+    if (!r)
+        r = quota_update_usage(root, d, NULL);
+    if (r && r != ERR_QUOTA_ROOT_NONEXISTENT)
+        xsyslog(LOG_ERR, "quota usage not updated; run quota -f",
+                "mailbox=%s error=%s", log_escape(name, 0),
+                error_message(r));
+    free(root);
+}
+
+/* After mailbox `from` became `to` (same contents): move its usage when
+ * the two names have different quota roots; the folder itself only
+ * when `with_folder`. */
+static void quota_move(const struct mboxlist_entry *from,
+                       const struct mboxlist_entry *to, int with_folder)
+{
+    int64_t deltas[QUOTA_NUMRESOURCES];
+    char *r1 = NULL, *r2 = NULL;
+
+    quota_find_root(from->name, &r1);
+    quota_find_root(to->name, &r2);
+    if ((r1 || r2) && (!r1 || !r2 || strcmp(r1, r2))) {
+        /* XXX: limits of the new root are not checked on rename (Cyrus
+         * refuses a move over quota); checking needs the usage before
+         * the move, i.e. opening every mailbox first. */
+        mailbox_usage(to, deltas);
+        if (!with_folder)
+            deltas[QUOTA_NUMFOLDERS] = 0;
+        quota_apply(from->name, deltas, -1);
+        quota_apply(to->name, deltas, 1);
+    }
+    free(r1);
+    free(r2);
 }
 
 /* ---------------------------------------------------------------- */
@@ -995,6 +1121,7 @@ int mboxlist_create(const char *name, enum mailbox_type type,
     struct mboxlist_entry *parent = NULL, *e = NULL;
     struct txn *tid = NULL;
     const char *part = partition;
+    char *qroot = NULL;
     int r;
 
     if (entry_r)
@@ -1002,7 +1129,7 @@ int mboxlist_create(const char *name, enum mailbox_type type,
     if (!mbdb || !name || (unsigned)type >= MAILBOX_TYPE_COUNT_)
         return ERR_INVALID;
     is_admin = is_admin || auth_is_admin(auth);
-    r = create_check(name, auth, is_admin, &parent);
+    r = create_check(name, auth, is_admin, MBOXLIST_OP_CREATE, &parent);
     if (r)
         goto done;
     if (!part && parent)
@@ -1018,6 +1145,8 @@ int mboxlist_create(const char *name, enum mailbox_type type,
     r = make_uniqueid(&e->uniqueid);
     if (!r)
         r = hook_before(MBOXLIST_OP_CREATE, name, NULL, e);
+    if (!r)
+        r = folder_quota_take(name, &qroot);
     if (r)
         goto done;
 
@@ -1036,6 +1165,8 @@ int mboxlist_create(const char *name, enum mailbox_type type,
     r = write_one(e, 0);
     if (r)
         goto done;      /* left reserved: mboxlist_recover() cleans up */
+    free(qroot);
+    qroot = NULL;       /* the folder is taken for good */
 
     xsyslog(LOG_NOTICE, "mailbox create", "mailbox=%s user=%s type=%s "
             "partition=%s uniqueid=%s", log_escape(name, 0),
@@ -1048,6 +1179,13 @@ int mboxlist_create(const char *name, enum mailbox_type type,
     }
 
 done:
+    if (qroot) {
+        int64_t deltas[QUOTA_NUMRESOURCES] = { 0 };
+
+        deltas[QUOTA_NUMFOLDERS] = -1;
+        quota_update_usage(qroot, deltas, NULL);
+        free(qroot);
+    }
     mboxlist_entry_free(&parent);
     mboxlist_entry_free(&e);
     return r;
@@ -1174,6 +1312,33 @@ static void moves_free(struct move *mv, int n)
     free(mv);
 }
 
+/* The DELETED.* name of `name`, deleted at `now`.  The name carries the
+ * time in seconds, so deleting, re-creating and deleting the same name
+ * within one second would collide: the time is then bumped until the
+ * name is free (the stamp may run a few seconds ahead; cyr_expire only
+ * uses it for the age of the mailbox). */
+static int deleted_name(const char *name, time_t now, char **name_r)
+{
+    struct mboxlist_entry *old = NULL;
+    int tries, r = 0;
+
+    *name_r = NULL;
+    for (tries = 0; tries < 1000; tries++) {
+        r = mboxname_to_deleted(name, now + tries, name_r);
+        if (r)
+            return r;
+        r = read_entry(*name_r, &old, NULL);
+        mboxlist_entry_free(&old);
+        if (r == ERR_MAILBOX_NONEXISTENT)
+            return 0;
+        free(*name_r);
+        *name_r = NULL;
+        if (r)
+            return r;
+    }
+    return ERR_MAILBOX_EXISTS;
+}
+
 /* Build the moves for `list`: each name gets `newname` in place of its
  * `oldname` head, or with `to_deleted` its DELETED.* form. */
 static int build_moves(const struct entry_list *list, const char *oldname,
@@ -1190,7 +1355,7 @@ static int build_moves(const struct entry_list *list, const char *oldname,
         char *name = NULL;
 
         if (to_deleted) {
-            r = mboxname_to_deleted(list->v[i]->name, now, &name);
+            r = deleted_name(list->v[i]->name, now, &name);
         }
         else {
             struct buf b = BUF_INITIALIZER;
@@ -1229,6 +1394,8 @@ static int run_moves(enum mboxlist_op op, struct move *mv, int n)
         r = hook_before(op, mv[i].from->name, mv[i].to->name, mv[i].to);
     if (!r)
         r = do_moves(mv, n);
+    for (i = 0; !r && i < n; i++)
+        quota_move(mv[i].from, mv[i].to, 1);
     return r;
 }
 
@@ -1248,6 +1415,125 @@ static void log_moves(enum mboxlist_op op, const struct move *mv, int n,
     }
 }
 
+/* Copy one record of `src` into the append transaction `txn` of
+ * `dst`: the file is hard-linked, flags (user flags by name) and the
+ * internal date kept. */
+static int copy_record(struct mailbox *src, struct mailbox *dst,
+                       struct mailbox_append *txn,
+                       const struct mailbox_record *rec)
+{
+    uint32_t uflags[MAILBOX_USERFLAG_WORDS] = { 0 };
+    struct buf path = BUF_INITIALIZER;
+    unsigned i, idx;
+    int r = 0;
+
+    for (i = 0; !r && i < MAILBOX_MAX_USERFLAGS; i++) {
+        const char *flag = mailbox_userflag_name(src, i);
+
+        if (!flag || !(rec->user_flags[i / 32] & (1u << (i % 32))))
+            continue;
+        r = mailbox_set_userflag(dst, flag, &idx);
+        if (!r)
+            uflags[idx / 32] |= 1u << (idx % 32);
+    }
+    mailbox_message_path(src, rec->uid, &path);
+    if (!r)
+        r = mailbox_append_add(txn, buf_cstring(&path), NULL, 0,
+                               rec->internaldate,
+                               rec->system_flags & MAILBOX_FLAGS_IMAP,
+                               uflags, NULL);
+    buf_free(&path);
+    return r;
+}
+
+static int expunge_all_cb(struct mailbox *mb,
+                          const struct mailbox_record *rec, void *rock)
+{
+    (void)mb;
+    (void)rec;
+    (void)rock;
+    return 1;
+}
+
+/* Move every message of `from` into the new mailbox `to`: one durable
+ * append of them all, then an immediate expunge from `from`.  A crash
+ * between the two leaves the messages in both mailboxes, never in
+ * neither.  Sets *count_r. */
+static int move_messages(const struct mboxlist_entry *from,
+                         const struct mboxlist_entry *to, unsigned *count_r)
+{
+    struct buf p1 = BUF_INITIALIZER, p2 = BUF_INITIALIZER;
+    struct mailbox *src = NULL, *dst = NULL;
+    struct mailbox_append *txn = NULL;
+    struct mailbox_record rec;
+    uint32_t recno;
+    int r;
+
+    *count_r = 0;
+    r = entry_path(from, &p1);
+    if (!r)
+        r = entry_path(to, &p2);
+    if (!r)
+        r = mailbox_open_iwrite(buf_cstring(&p1), &src);
+    if (!r)
+        r = mailbox_open_iwrite(buf_cstring(&p2), &dst);
+    if (!r)
+        r = mailbox_append_begin(dst, &txn);
+    for (recno = 1; !r && recno <= mailbox_index(src)->num_records;
+         recno++) {
+        r = mailbox_read_record(src, recno, &rec);
+        if (!r && !(rec.system_flags & MAILBOX_FLAG_EXPUNGED))
+            r = copy_record(src, dst, txn, &rec);
+    }
+    if (!r)
+        r = mailbox_append_commit(&txn);
+    mailbox_append_abort(&txn);
+    if (!r)
+        r = mailbox_expunge(src, expunge_all_cb, NULL,
+                            MAILBOX_EXPUNGE_IMMEDIATE, count_r);
+    mailbox_close(&dst);
+    mailbox_close(&src);
+    buf_free(&p1);
+    buf_free(&p2);
+    return r;
+}
+
+/* RENAME of a user's INBOX (RFC 3501 6.3.5): create `newname`, move
+ * every message into it, leave the INBOX empty in place.  Its child
+ * mailboxes stay where they are. */
+static int rename_inbox(const struct mboxlist_entry *inbox,
+                        const char *newname, const char *partition,
+                        const struct auth_state *auth)
+{
+    struct mboxlist_entry *ne = NULL;
+    unsigned count = 0;
+    int r;
+
+    r = mboxlist_create(newname, inbox->type, partition, auth, 0, &ne);
+    if (r)
+        return r;
+    r = move_messages(inbox, ne, &count);
+    if (r) {
+        xsyslog(LOG_ERR, "inbox rename failed", "mailbox=%s newname=%s "
+                "error=%s", log_escape(inbox->name, 0),
+                log_escape(newname, 0), error_message(r));
+    }
+    else {
+        struct mboxlist_entry moved = *inbox;
+
+        /* The messages changed roots only if the names did. */
+        moved.name = ne->name;
+        moved.partition = ne->partition;
+        quota_move(inbox, &moved, 0);
+        xsyslog(LOG_NOTICE, "mailbox rename", "mailbox=%s newname=%s "
+                "user=%s uniqueid=%s mode=inbox messages=%u",
+                log_escape(inbox->name, 0), log_escape(newname, 0),
+                log_escape(auth_user(auth), 0), ne->uniqueid, count);
+    }
+    mboxlist_entry_free(&ne);
+    return r;
+}
+
 int mboxlist_rename(const char *oldname, const char *newname,
                     const char *partition, const struct auth_state *auth)
 {
@@ -1262,22 +1548,24 @@ int mboxlist_rename(const char *oldname, const char *newname,
     r = mboxlist_lookup(oldname, &e);
     if (r)
         goto done;
-    if (!is_admin && !(rights_of(auth, e) & ACL_DELETEMBOX)) {
+    if (!admin_may(auth, is_admin, rights_of(auth, e) & ACL_DELETEMBOX,
+                   oldname, MBOXLIST_OP_RENAME)) {
         r = ERR_ACL_DENIED;
+        goto done;
+    }
+    /* RFC 3501 6.3.5: a user's INBOX, or an INBOX moved into its own
+     * hierarchy, keeps its place and gives up its messages. */
+    if (mboxname_isusermailbox(oldname, 1)
+        && (!is_admin || mboxname_is_prefix(newname, oldname))) {
+        r = rename_inbox(e, newname, partition, auth);
         goto done;
     }
     if (mboxname_is_prefix(newname, oldname)) {
         r = ERR_INVALID;
         goto done;
     }
-    /* XXX: a user renaming INBOX must move its messages into the new
-     * mailbox and leave an empty INBOX (RFC 3501 6.3.5); refused until
-     * that is written.  Admins renaming a whole user are fine. */
-    if (mboxname_isusermailbox(oldname, 1) && !is_admin) {
-        r = ERR_MAILBOX_NOTSUPPORTED;
-        goto done;
-    }
-    r = create_check(newname, auth, is_admin, &parent);
+    r = create_check(newname, auth, is_admin, MBOXLIST_OP_RENAME,
+                     &parent);
     if (!r && partition && !config_partitiondir(partition))
         r = ERR_PARTITION_UNKNOWN;
     if (!r)
@@ -1336,9 +1624,13 @@ static int delete_list(const struct entry_list *list, int force,
                         list->v[i]);
     /* Deepest first, so each directory is empty when it goes. */
     for (i = list->n - 1; !r && i >= 0; i--) {
+        int64_t deltas[QUOTA_NUMRESOURCES];
+
+        mailbox_usage(list->v[i], deltas);
         r = delete_now(list->v[i], force);
         if (r)
             break;
+        quota_apply(list->v[i]->name, deltas, -1);
         xsyslog(LOG_NOTICE, "mailbox delete", "mailbox=%s user=%s "
                 "uniqueid=%s mode=immediate",
                 log_escape(list->v[i]->name, 0),
@@ -1364,7 +1656,9 @@ int mboxlist_delete(const char *name, const struct auth_state *auth,
     if (r)
         goto done;
     is_inbox = mboxname_isusermailbox(name, 1);
-    if (!is_admin && (is_inbox || !(rights_of(auth, e) & ACL_DELETEMBOX))) {
+    if (!admin_may(auth, is_admin,
+                   !is_inbox && (rights_of(auth, e) & ACL_DELETEMBOX), name,
+                   MBOXLIST_OP_DELETE)) {
         r = ERR_ACL_DENIED;
         goto done;
     }
@@ -1414,7 +1708,9 @@ int mboxlist_setacl(const char *name, const char *identifier,
     r = mboxlist_lookup(name, &e);
     if (r)
         goto done;
-    if (!auth_is_admin(auth) && !(rights_of(auth, e) & ACL_ADMIN)) {
+    if (!admin_may(auth, auth_is_admin(auth),
+                   rights_of(auth, e) & ACL_ADMIN, name,
+                   MBOXLIST_OP_SETACL)) {
         r = ERR_ACL_DENIED;
         goto done;
     }

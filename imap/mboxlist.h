@@ -127,32 +127,46 @@ void mboxlist_set_test_hook(void (*hook)(const char *point));
  * partition, or partlist_choose_partition() for a top-level mailbox.
  * Rights: admins (is_admin or auth->is_admin) may create anything; a
  * user needs 'k' on the nearest existing ancestor, and never creates a
- * user INBOX.  The new mailbox inherits its parent's ACL; a user INBOX
- * gives its owner every right.  Sets *entry_r (may be NULL; caller
- * frees).  Returns 0, ERR_MAILBOX_BADNAME, ERR_MAILBOX_EXISTS,
- * ERR_ACL_DENIED, ERR_PARTITION_UNKNOWN, a hook's veto, or ERR_IO. */
+ * user INBOX.  (Here and below, an admin passing a check a user would
+ * fail is logged at LOG_NOTICE as "admin override" with user=, mailbox=
+ * and op=.)  When the new name has a quota root, one MAILBOX
+ * (X-NUM-FOLDERS) is taken from it under its lock, for admins too.  The
+ * new mailbox inherits its parent's ACL; a user INBOX gives its owner
+ * every right.  Sets *entry_r (may be NULL; caller frees).  Returns 0,
+ * ERR_MAILBOX_BADNAME, ERR_MAILBOX_EXISTS, ERR_ACL_DENIED,
+ * ERR_QUOTA_EXCEEDED, ERR_PARTITION_UNKNOWN, a hook's veto, or ERR_IO. */
 int mboxlist_create(const char *name, enum mailbox_type type,
                     const char *partition, const struct auth_state *auth,
                     int is_admin, struct mboxlist_entry **entry_r);
 
 /* Delete mailbox `name` (needs 'x', or admin).  With delete_mode
  * delayed (default) and a deletedprefix, the mailbox is renamed to
- * mboxname_to_deleted(name, now); otherwise, or when it is already a
+ * mboxname_to_deleted(name, now), the time bumped by a second at a time
+ * while that name is taken (the same name deleted twice within one
+ * second); otherwise, or when it is already a
  * deleted mailbox, its files go at once (mailbox_delete).  Deleting a
  * user INBOX takes every mailbox of the user with it.  `force` removes
  * the entry even when the mailbox files cannot be opened (admin
- * clean-up).  Returns 0, ERR_MAILBOX_NONEXISTENT, ERR_ACL_DENIED, a
- * hook's veto, or ERR_IO. */
+ * clean-up).  The mailbox's folder, messages and bytes leave its quota
+ * root.  Returns 0, ERR_MAILBOX_NONEXISTENT, ERR_ACL_DENIED, a hook's
+ * veto, or ERR_IO. */
 int mboxlist_delete(const char *name, const struct auth_state *auth,
                     int force);
 
 /* Rename `oldname` and every mailbox below it to `newname`, keeping
  * unique ids and UIDVALIDITY.  `partition` NULL keeps each mailbox's
  * partition.  Needs 'x' on the old mailbox and 'k' on the new parent
- * (or admin).  Returns 0, ERR_MAILBOX_NONEXISTENT, ERR_MAILBOX_EXISTS,
- * ERR_MAILBOX_BADNAME, ERR_INVALID (into its own subtree),
- * ERR_MAILBOX_NOTSUPPORTED (a user renaming their INBOX), ERR_UNSUPPORTED
- * (partition on another file system), ERR_ACL_DENIED, a veto, ERR_IO. */
+ * (or admin).  Usage moves between quota roots when the roots differ.
+ * A user INBOX renamed by a user, or by an admin into its own
+ * hierarchy, follows RFC 3501: `newname` is created (as
+ * mboxlist_create() with `partition`), every message moves into it
+ * (hard-linked, flags and internal date kept) and is expunged from the
+ * INBOX at once; the INBOX stays, empty, and its children stay too.  An
+ * admin renaming a user INBOX elsewhere moves the whole user.  Returns
+ * 0, ERR_MAILBOX_NONEXISTENT, ERR_MAILBOX_EXISTS, ERR_MAILBOX_BADNAME,
+ * ERR_INVALID (into its own subtree), ERR_UNSUPPORTED (partition on
+ * another file system), ERR_ACL_DENIED, ERR_QUOTA_EXCEEDED (INBOX
+ * rename), a veto, ERR_IO. */
 int mboxlist_rename(const char *oldname, const char *newname,
                     const char *partition, const struct auth_state *auth);
 
