@@ -525,11 +525,37 @@ static int decide_deleted(struct mailbox *mb,
     return !!(rec->system_flags & MAILBOX_FLAG_DELETED);
 }
 
+/* Remove the files of the `n` just-expunged records `uids` and mark the
+ * records unlinked, then commit.  The expunge itself is already
+ * durable, so the hook saw it; unlinking is no change IMAP can see. */
+static int unlink_records(struct mailbox *mb, const uint32_t *uids,
+                          unsigned n)
+{
+    struct mailbox_record old, new;
+    unsigned i;
+    int r = 0;
+
+    for (i = 0; !r && i < n; i++) {
+        r = mailbox_find_record(mb, uids[i], &old);
+        if (!r)
+            r = unlink_message(mb, old.uid);
+        if (!r) {
+            new = old;
+            new.system_flags |= MAILBOX_FLAG_UNLINKED;
+            r = store_record(mb, &old, &new);
+        }
+    }
+    if (!r)
+        r = mailbox_commit(mb);
+    return r;
+}
+
 int mailbox_expunge(struct mailbox *mb, mailbox_expunge_decide_t *decide,
                     void *rock, enum mailbox_expunge_mode mode,
                     unsigned *count_r)
 {
     struct mailbox_record old, new;
+    uint32_t *uids = NULL;      /* expunged by this call */
     unsigned count = 0;
     uint32_t recno;
     int r = 0;
@@ -547,24 +573,26 @@ int mailbox_expunge(struct mailbox *mb, mailbox_expunge_decide_t *decide,
         new.system_flags |= MAILBOX_FLAG_EXPUNGED;
         new.modseq = mb->ih.highestmodseq + 1;
         new.last_updated = time(NULL);
-        if (mode == MAILBOX_EXPUNGE_IMMEDIATE) {
-            r = unlink_message(mb, new.uid);
-            if (r)
-                break;
-            new.system_flags |= MAILBOX_FLAG_UNLINKED;
-        }
-        else if (!mb->ih.first_expunged) {
+        if (!mb->ih.first_expunged)
             mb->ih.first_expunged = new.last_updated;
-        }
         r = store_record(mb, &old, &new);
         if (r)
             break;
         mb->ih.highestmodseq = new.modseq;
         mailbox_queue_event(mb, "expunge", new.uid);
-        count++;
+        uids = xreallocarray(uids, count + 1, sizeof(*uids));
+        uids[count++] = new.uid;
     }
     if (!r)
         r = mailbox_commit(mb);
+
+    /* Immediate mode removes the files only once the records saying
+     * they are expunged are durable: a crash in between leaves an
+     * expunged record with its file (cleaned up later), never a live
+     * record without one. */
+    if (!r && count && mode == MAILBOX_EXPUNGE_IMMEDIATE)
+        r = unlink_records(mb, uids, count);
+    free(uids);
     if (count_r)
         *count_r = count;
     return r;
