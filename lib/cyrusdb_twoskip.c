@@ -14,7 +14,8 @@
  *    0  16  magic "\241\002\213\015ColumbaSkip\n"
  *   16   4  version (2)
  *   20   4  flags: 1 = mailbox-name order, 2 = DIRTY (a writer may have
- *           changed pointers of committed records and not finished)
+ *           changed pointers of committed records and not finished),
+ *           4 = REPLACED (a repack renamed a new file over this one)
  *   24   8  generation, incremented by every repack
  *   32   8  number of live records
  *   40   8  current size: the end of committed data
@@ -61,7 +62,20 @@
  * handed to a caller has its data CRC checked as well, so a damaged
  * file yields ERR_CORRUPT and a log line, never a wild read or a wrong
  * answer; a step counter bounded by the file size stops a pointer
- * cycle.
+ * cycle.  A head is verified once per version of the file (inode,
+ * generation and committed size), remembered in a bitmap with one bit
+ * per 8-byte offset, so repeated lookups cost no CRC but that of the
+ * record returned.
+ *
+ * A one-shot foreach copies up to 256 records (or 64 KiB) at a time
+ * under one shared lock, releases it, and runs the callbacks on the
+ * copies.  It then locks again and goes on from where the copy ended
+ * if the file is the same version and this process wrote nothing
+ * meanwhile; otherwise (a callback wrote, another process committed or
+ * repacked) it drops the rest of the copy and searches again for the
+ * first key after the last one handed out, so a callback's writes are
+ * seen as the documented semantics ask.  Inside a transaction the walk
+ * reads the map directly.
  *
  * WRITING
  *
@@ -138,9 +152,18 @@
  *
  * Checkpoint writes the live records in order to fname.NEW with fresh
  * levels (two passes: lay out, then write sequentially), syncs it and
- * renames it over the file.  Other processes notice at their next lock
- * that the path names a new inode and reopen; one holding the old file
- * mapped keeps reading it meanwhile.  A commit repacks automatically
+ * renames it over the file.  Just before the rename it sets REPLACED in
+ * the old file's header (changing nothing else there; a rename that
+ * fails puts the header back).  A shared lock looks at nothing but the
+ * mapped header: the path is stat()ed again only when REPLACED is set,
+ * and otherwise about once a second as a safety net against other ways
+ * of replacing the file, and the file size is read again only when the
+ * header's committed size is beyond it.  An exclusive lock always
+ * checks the path, so nothing is ever written to a replaced file.  A
+ * process holding the old file keeps reading it until its next lock,
+ * then follows the rename.  REPLACED left by a repack that died before
+ * its rename only costs readers the stat until the next commit, whose
+ * header write clears it.  A commit repacks automatically
  * when the file has grown past twice its size after the last repack
  * (and past 16 KiB), unless opened with CYRUSDB_NOCOMPACT.
  *
@@ -156,15 +179,11 @@
 
 #include "config.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "lib/buf.h"
 #include "lib/cyrusdb.h"
@@ -173,181 +192,11 @@
 #include "lib/mappedfile.h"
 #include "lib/xmalloc.h"
 
-#define TS_MAGIC "\241\002\213\015ColumbaSkip\n"
-#define TS_MAGIC_LEN 16
-#define TS_VERSION 2
-#define HEADER_SIZE 96
-#define BOOTID_LEN 16
-#define COMMIT_VALLEN 16
-#define DUMMY_OFFSET HEADER_SIZE
-#define MAXLEVEL 24
-#define MAXPTRS (MAXLEVEL + 1)
-#define MIN_REPACK (16 * 1024)
-#define VCACHE_SIZE 1024
-#define PREALLOC_MIN (16 * 1024)
-#define PREALLOC_MAX (4 * 1024 * 1024)
-
-#define TS_F_MBOXSORT 1
-#define TS_F_DIRTY 2
-#define TS_F_REPLACED 4
-
-enum { REC_DUMMY = 1, REC_RECORD = 2, REC_DELETE = 3, REC_COMMIT = 4 };
-
-#define HEADLEN(nptrs) (16 + 8 * (size_t)(nptrs) + 8)
-#define PAD8(n) (((n) + 7) & ~(size_t)7)
-#define COMMIT_LEN (HEADLEN(1) + COMMIT_VALLEN)
-
-struct tsheader {
-    uint32_t version;
-    uint32_t flags;
-    uint64_t generation;
-    uint64_t num_records;
-    uint64_t current_size;
-    uint64_t repack_size;
-    unsigned char bootid[BOOTID_LEN];
-};
-
-/* One parsed record.  Only offsets are kept, so a remap of the file
- * never leaves a dangling pointer behind. */
-struct rec {
-    size_t off;
-    uint8_t type;
-    uint8_t nptrs;
-    uint32_t keylen;
-    uint32_t vallen;
-    uint32_t datacrc;
-    size_t len;         /* whole record including padding */
-};
-
-struct undo {
-    size_t off;
-    unsigned slot;
-    uint64_t oldval;
-};
-
-struct txn {
-    size_t start;           /* committed size when the txn began */
-    uint32_t rangecrc;      /* over the fixed heads appended so far */
-    struct tsheader saved;  /* header to restore on abort */
-    int is_dirty;           /* DIRTY written: something changed */
-    struct undo *undo;
-    size_t nundo, undo_alloc;
-};
-
-struct tsdb {
-    struct tsdb *next;      /* list of open files of this process */
-    char *fname;
-    pid_t pid;
-    int refcount;
-    int flags;              /* CYRUSDB_* open flags */
-    int is_mbox;            /* the file's order */
-    struct mappedfile *mf;
-    struct tsheader hdr;
-    size_t end;             /* end of valid data for lookups */
-    int is_lax;             /* dirty file read-only: level 0, data CRC */
-    size_t *scan;           /* read-only after a power loss: live records
-                               in key order, from a sequential scan */
-    size_t nscan;
-    int is_quiet;           /* scanning a tail: damage is expected */
-    struct txn *txn;
-    uint64_t changes;       /* bumped by every write, for foreach */
-    struct buf wbuf;        /* record being appended */
-    /* Offsets whose head CRC was verified since the file last changed
-     * (see rec_read); valid for this inode, generation and size. */
-    size_t verified[VCACHE_SIZE];
-    ino_t v_ino;
-    uint64_t v_gen, v_size;
-};
+#include "lib/cyrusdb_twoskip_int.h"
 
 static struct tsdb *open_dbs;
 
-/* ---- small helpers ---- */
-
-static uint32_t get32(const char *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get64(const char *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
-static void put32(char *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put64(char *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint32_t crc_of(const char *p, size_t len)
-{
-    return len ? (uint32_t)crc32(0L, (const Bytef *)p, (uInt)len) : 0;
-}
-
-static uint32_t crc_of2(const char *a, size_t alen,
-                        const char *b, size_t blen)
-{
-    uLong c = crc32(0L, (const Bytef *)a, (uInt)alen);
-
-    /* crc32() with a NULL buffer restarts the CRC: skip empty parts. */
-    if (blen)
-        c = crc32(c, (const Bytef *)b, (uInt)blen);
-    return (uint32_t)c;
-}
-
-/* CRC of a record head (without its CRC field) and the key after it. */
-static uint32_t head_crc(const char *head, size_t headlen_nocrc,
-                         const char *key, size_t keylen)
-{
-    return crc_of2(head, headlen_nocrc, key, keylen);
-}
-
-static const char *BASE(const struct tsdb *db)
-{
-    return mappedfile_base(db->mf);
-}
-
-static const char *KEY(const struct tsdb *db, const struct rec *r)
-{
-    return BASE(db) + r->off + HEADLEN(r->nptrs);
-}
-
-/* Key of the record at `off` (whose head has been bounds-checked). */
-static const char *KEY_AT(const struct tsdb *db, size_t off)
-{
-    return BASE(db) + off + HEADLEN((uint8_t)BASE(db)[off + 1]);
-}
-
-static const char *VAL(const struct tsdb *db, const struct rec *r)
-{
-    return KEY(db, r) + r->keylen;
-}
-
-static uint64_t PTR(const struct tsdb *db, const struct rec *r, unsigned i)
-{
-    return get64(BASE(db) + r->off + 16 + 8 * (size_t)i);
-}
-
-static int keycmp(const struct tsdb *db, const char *a, size_t alen,
-                  const char *b, size_t blen)
-{
-    return db->is_mbox ? cyrusdb_mboxcmp(a, alen, b, blen)
-                       : cyrusdb_rawcmp(a, alen, b, blen);
-}
-
-static int corrupt(const struct tsdb *db, size_t off, const char *why)
+int twoskip_corrupt(const struct tsdb *db, size_t off, const char *why)
 {
     if (db->is_quiet)
         return ERR_CORRUPT;
@@ -357,7 +206,7 @@ static int corrupt(const struct tsdb *db, size_t off, const char *why)
 }
 
 /* Skip levels: each level is a quarter as likely as the one below. */
-static unsigned random_level(void)
+unsigned twoskip_random_level(void)
 {
     static uint64_t state;
     unsigned level = 1;
@@ -424,22 +273,22 @@ static void boot_id_load(void)
 }
 
 /* The boot we run in (all zero when the system does not say). */
-static const unsigned char *this_boot(void)
+const unsigned char *twoskip_this_boot(void)
 {
     if (!boot_id_state)
         boot_id_load();
     return boot_id;
 }
 
-static int has_boot_id(void)
+int twoskip_has_boot_id(void)
 {
-    this_boot();
+    twoskip_this_boot();
     return boot_id_state == 1;
 }
 
 /* ---- header ---- */
 
-static void header_encode(const struct tsheader *h, char *p)
+void twoskip_header_encode(const struct tsheader *h, char *p)
 {
     memset(p, 0, HEADER_SIZE);
     memcpy(p, TS_MAGIC, TS_MAGIC_LEN);
@@ -449,28 +298,29 @@ static void header_encode(const struct tsheader *h, char *p)
     put64(p + 32, h->num_records);
     put64(p + 40, h->current_size);
     put64(p + 48, h->repack_size);
-    memcpy(p + 56, this_boot(), BOOTID_LEN);
+    memcpy(p + 56, twoskip_this_boot(), BOOTID_LEN);
     put32(p + HEADER_SIZE - 4, crc_of(p, HEADER_SIZE - 4));
 }
 
-static int header_write(struct tsdb *db)
+int twoskip_header_write(struct tsdb *db)
 {
     char buf[HEADER_SIZE];
 
-    header_encode(&db->hdr, buf);
+    twoskip_header_encode(&db->hdr, buf);
     return mappedfile_pwrite(db->mf, buf, HEADER_SIZE, 0);
 }
 
-static int sync_file(struct tsdb *db)
+int twoskip_sync_file(struct tsdb *db)
 {
     if (db->flags & CYRUSDB_NOSYNC)
         return 0;
     return mappedfile_sync(db->mf);
 }
 
-static void forget_verified(struct tsdb *db)
+void twoskip_forget_verified(struct tsdb *db)
 {
-    memset(db->verified, 0, sizeof(db->verified));
+    if (db->vbits)
+        memset(db->vbits, 0, db->vwords * sizeof(*db->vbits));
 }
 
 /* Parse the header from the map into db->hdr. */
@@ -480,21 +330,25 @@ static int header_read(struct tsdb *db)
     size_t size = mappedfile_size(db->mf);
 
     if (size < HEADER_SIZE)
-        return corrupt(db, 0, "file shorter than its header");
+        return twoskip_corrupt(db, 0, "file shorter than its header");
     if (memcmp(p, TS_MAGIC, TS_MAGIC_LEN)) {
         xsyslog(LOG_ERR, "twoskip: not a twoskip file", "path=%s",
                 db->fname);
         return ERR_DB_BADFORMAT;
     }
     if (get32(p + HEADER_SIZE - 4) != crc_of(p, HEADER_SIZE - 4))
-        return corrupt(db, 0, "header checksum mismatch");
+        return twoskip_corrupt(db, 0, "header checksum mismatch");
     db->hdr.version = get32(p + 16);
     if (db->hdr.version != TS_VERSION) {
         xsyslog(LOG_ERR, "twoskip: unsupported version",
                 "path=%s version=%u", db->fname, db->hdr.version);
         return ERR_DB_BADFORMAT;
     }
-    db->hdr.flags = get32(p + 20);
+    /* REPLACED is only ever meant for the file it was written to: the
+     * file we lock from now on is the current one, and the next header
+     * written clears a flag left by a repack that died before its
+     * rename. */
+    db->hdr.flags = get32(p + 20) & ~(uint32_t)TS_F_REPLACED;
     db->hdr.generation = get64(p + 24);
     db->hdr.num_records = get64(p + 32);
     db->hdr.current_size = get64(p + 40);
@@ -502,15 +356,25 @@ static int header_read(struct tsdb *db)
     memcpy(db->hdr.bootid, p + 56, BOOTID_LEN);
     if (db->hdr.current_size < HEADER_SIZE + HEADLEN(MAXPTRS)
         || db->hdr.current_size % 8)
-        return corrupt(db, 0, "bad current size in header");
+        return twoskip_corrupt(db, 0, "bad current size in header");
     if (db->hdr.current_size > size)
-        return corrupt(db, 0, "file truncated below its committed size");
+        return twoskip_corrupt(db, 0,
+                               "file truncated below its committed size");
     db->is_mbox = !!(db->hdr.flags & TS_F_MBOXSORT);
     db->end = db->hdr.current_size;
     if (db->v_ino != mappedfile_ino(db->mf)
         || db->v_gen != db->hdr.generation
         || db->v_size != db->hdr.current_size) {
-        forget_verified(db);
+        size_t words = db->hdr.current_size / 512 + 1;
+
+        /* Room for the file as it is and some growth, so that an
+         * operation seldom allocates. */
+        if (words > db->vwords) {
+            db->vwords = words + words / 4 + 64;
+            free(db->vbits);
+            db->vbits = xmalloc(db->vwords * sizeof(*db->vbits));
+        }
+        twoskip_forget_verified(db);
         db->v_ino = mappedfile_ino(db->mf);
         db->v_gen = db->hdr.generation;
         db->v_size = db->hdr.current_size;
@@ -527,15 +391,31 @@ static int needs_recovery(struct tsdb *db)
 
 /* ---- records ---- */
 
+static int is_verified(const struct tsdb *db, size_t off)
+{
+    size_t bit = off / 8;
+
+    return bit / 64 < db->vwords
+           && (db->vbits[bit / 64] & ((uint64_t)1 << (bit % 64)));
+}
+
+static void set_verified(struct tsdb *db, size_t off)
+{
+    size_t bit = off / 8;
+
+    if (bit / 64 < db->vwords)
+        db->vbits[bit / 64] |= (uint64_t)1 << (bit % 64);
+}
+
 /* Parse and check the record at `off`. */
-static int rec_read(struct tsdb *db, size_t off, struct rec *r)
+int twoskip_rec_read(struct tsdb *db, size_t off, struct rec *r)
 {
     const char *p;
     size_t head;
 
     if (off % 8 || off < DUMMY_OFFSET || off > db->end
         || db->end - off < HEADLEN(0))
-        return corrupt(db, off, "record offset out of range");
+        return twoskip_corrupt(db, off, "record offset out of range");
     p = BASE(db) + off;
     r->off = off;
     r->type = (uint8_t)p[0];
@@ -544,62 +424,59 @@ static int rec_read(struct tsdb *db, size_t off, struct rec *r)
     r->vallen = get32(p + 8);
     r->datacrc = get32(p + 12);
     if (r->nptrs > MAXPTRS)
-        return corrupt(db, off, "too many pointers");
+        return twoskip_corrupt(db, off, "too many pointers");
     head = HEADLEN(r->nptrs);
     if (db->end - off < head
         || (db->end - off - head) < (size_t)r->keylen + r->vallen)
-        return corrupt(db, off, "record runs past the end");
+        return twoskip_corrupt(db, off, "record runs past the end");
     r->len = head + PAD8((size_t)r->keylen + r->vallen);
 
     switch (r->type) {
     case REC_DUMMY:
         if (off != DUMMY_OFFSET || r->nptrs != MAXPTRS || r->keylen)
-            return corrupt(db, off, "bad dummy record");
+            return twoskip_corrupt(db, off, "bad dummy record");
         break;
     case REC_RECORD:
         if (r->nptrs < 2 || off == DUMMY_OFFSET)
-            return corrupt(db, off, "bad record level");
+            return twoskip_corrupt(db, off, "bad record level");
         break;
     case REC_DELETE:
         if (r->nptrs != 1 || !r->keylen || r->vallen)
-            return corrupt(db, off, "bad delete record");
+            return twoskip_corrupt(db, off, "bad delete record");
         break;
     case REC_COMMIT:
         if (r->nptrs != 1 || r->keylen || r->vallen != COMMIT_VALLEN)
-            return corrupt(db, off, "bad commit record");
+            return twoskip_corrupt(db, off, "bad commit record");
         break;
     default:
-        return corrupt(db, off, "unknown record type");
+        return twoskip_corrupt(db, off, "unknown record type");
     }
 
     if (db->is_lax) {
         if (crc_of(p + head, (size_t)r->keylen + r->vallen) != r->datacrc)
-            return corrupt(db, off, "data checksum mismatch");
+            return twoskip_corrupt(db, off, "data checksum mismatch");
     }
-    else if (db->verified[(off / 8) % VCACHE_SIZE] != off) {
-        /* Lookups pass the same few upper nodes again and again: check
-         * each head once per version of the file, not once per visit. */
+    else if (!is_verified(db, off)) {
+        /* Lookups pass the same nodes again and again: check each head
+         * once per version of the file, not once per visit. */
         if (get32(p + head - 8) != head_crc(p, head - 8, p + head,
                                             r->keylen))
-            return corrupt(db, off, "head checksum mismatch");
-        db->verified[(off / 8) % VCACHE_SIZE] = off;
+            return twoskip_corrupt(db, off, "head checksum mismatch");
+        set_verified(db, off);
     }
     return 0;
 }
 
 /* Check the data CRC of a record about to be handed to a caller. */
-static int check_data(struct tsdb *db, const struct rec *r)
+int twoskip_check_data(struct tsdb *db, const struct rec *r)
 {
     if (crc_of(KEY(db, r), (size_t)r->keylen + r->vallen) != r->datacrc)
-        return corrupt(db, r->off, "data checksum mismatch");
+        return twoskip_corrupt(db, r->off, "data checksum mismatch");
     return 0;
 }
 
-static size_t scan_search(const struct tsdb *db, const char *key,
-                          size_t keylen, int after);
-
 /* Effective level-0 successor of `r` (DELETE records stepped over). */
-static int next0(struct tsdb *db, const struct rec *r, size_t *next_r)
+int twoskip_next0(struct tsdb *db, const struct rec *r, size_t *next_r)
 {
     struct rec d;
     uint64_t a, b, n;
@@ -607,7 +484,7 @@ static int next0(struct tsdb *db, const struct rec *r, size_t *next_r)
 
     if (db->scan) {
         size_t i = r->type == REC_DUMMY ? 0
-                   : scan_search(db, KEY(db, r), r->keylen, 1);
+                   : twoskip_scan_search(db, KEY(db, r), r->keylen, 1);
 
         *next_r = i < db->nscan ? db->scan[i] : 0;
         return 0;
@@ -626,18 +503,19 @@ static int next0(struct tsdb *db, const struct rec *r, size_t *next_r)
     }
     for (hops = 0; n; hops++) {
         if (hops > 4)
-            return corrupt(db, r->off, "chain of delete records");
+            return twoskip_corrupt(db, r->off, "chain of delete records");
         /* Peek at the type only: the caller reads (and checks) a
          * RECORD itself, so it is not checked twice. */
         if (n % 8 || n < DUMMY_OFFSET || n >= db->end)
-            return corrupt(db, r->off, "level 0 pointer out of range");
+            return twoskip_corrupt(db, r->off, "level 0 pointer out of range");
         if (BASE(db)[n] == REC_RECORD)
             break;
-        ret = rec_read(db, (size_t)n, &d);
+        ret = twoskip_rec_read(db, (size_t)n, &d);
         if (ret)
             return ret;
         if (d.type != REC_DELETE)
-            return corrupt(db, (size_t)n, "level 0 points to non-record");
+            return twoskip_corrupt(db, (size_t)n,
+                                   "level 0 points to non-record");
         n = PTR(db, &d, 0);
     }
     *next_r = (size_t)n;
@@ -648,9 +526,9 @@ static int next_at(struct tsdb *db, const struct rec *r, unsigned level,
                    size_t *next_r)
 {
     if (level == 0)
-        return next0(db, r, next_r);
+        return twoskip_next0(db, r, next_r);
     if ((unsigned)r->nptrs <= level + 1)
-        return corrupt(db, r->off, "level above the record's own");
+        return twoskip_corrupt(db, r->off, "level above the record's own");
     *next_r = (size_t)PTR(db, r, level + 1);
     return 0;
 }
@@ -667,7 +545,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
     int level, c = 1, r;
 
     if (db->scan) {
-        size_t i = scan_search(db, key, keylen, 0);
+        size_t i = twoskip_scan_search(db, key, keylen, 0);
 
         if (loc)
             for (level = 0; level < MAXLEVEL; level++)
@@ -678,7 +556,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
                                     key, keylen);
         return 0;
     }
-    r = rec_read(db, DUMMY_OFFSET, &node);
+    r = twoskip_rec_read(db, DUMMY_OFFSET, &node);
     if (r)
         return r;
     for (level = db->is_lax ? 0 : MAXLEVEL - 1; level >= 0; level--) {
@@ -689,12 +567,12 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
             if (!nextoff)
                 break;
             if (nextoff != cached) {
-                r = rec_read(db, nextoff, &next);
+                r = twoskip_rec_read(db, nextoff, &next);
                 if (r)
                     return r;
                 if (next.type != REC_RECORD
                     || (!db->is_lax && next.nptrs <= (unsigned)level + 1))
-                    return corrupt(db, nextoff, "bad link");
+                    return twoskip_corrupt(db, nextoff, "bad link");
                 c = keycmp(db, KEY(db, &next), next.keylen, key, keylen);
                 cached = nextoff;
             }
@@ -702,7 +580,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
                 break;
             node = next;
             if (++steps > maxsteps)
-                return corrupt(db, nextoff, "pointer cycle");
+                return twoskip_corrupt(db, nextoff, "pointer cycle");
         }
         if (loc)
             loc[level] = node.off;
@@ -786,8 +664,8 @@ static int append_rec(struct tsdb *db, uint8_t type, unsigned nptrs,
 }
 
 /* Rewrite pointer `slot` of the record at `off` (and its head CRC). */
-static int set_ptr_raw(struct tsdb *db, size_t off, unsigned slot,
-                       uint64_t val, uint64_t *old_r)
+int twoskip_set_ptr_raw(struct tsdb *db, size_t off, unsigned slot,
+                        uint64_t val, uint64_t *old_r)
 {
     char head[HEADLEN(MAXPTRS)];
     size_t len;
@@ -795,7 +673,7 @@ static int set_ptr_raw(struct tsdb *db, size_t off, unsigned slot,
     uint32_t keylen = get32(BASE(db) + off + 4);
 
     if (slot >= nptrs || nptrs > MAXPTRS)
-        return corrupt(db, off, "pointer slot out of range");
+        return twoskip_corrupt(db, off, "pointer slot out of range");
     len = HEADLEN(nptrs);
     memcpy(head, BASE(db) + off, len);
     if (old_r)
@@ -812,7 +690,7 @@ static int set_ptr(struct tsdb *db, size_t off, unsigned slot, uint64_t val)
     uint64_t old;
     int r;
 
-    r = set_ptr_raw(db, off, slot, val, &old);
+    r = twoskip_set_ptr_raw(db, off, slot, val, &old);
     if (r || old == val)
         return r;
     if (t->nundo == t->undo_alloc) {
@@ -835,7 +713,7 @@ static int set_next0(struct tsdb *db, size_t off, uint64_t val)
     unsigned slot;
     int ret;
 
-    ret = rec_read(db, off, &r);
+    ret = twoskip_rec_read(db, off, &r);
     if (ret)
         return ret;
     a = PTR(db, &r, 0);
@@ -857,9 +735,9 @@ static int mark_dirty(struct tsdb *db)
     if (db->txn->is_dirty)
         return 0;
     db->hdr.flags |= TS_F_DIRTY;
-    r = header_write(db);
-    if (!r && !has_boot_id())
-        r = sync_file(db);
+    r = twoskip_header_write(db);
+    if (!r && !twoskip_has_boot_id())
+        r = twoskip_sync_file(db);
     if (!r)
         db->txn->is_dirty = 1;
     return r;
@@ -874,7 +752,7 @@ static int do_delete(struct tsdb *db, const size_t *loc, const struct rec *f)
     unsigned l;
     int r;
 
-    r = next0(db, f, &next);
+    r = twoskip_next0(db, f, &next);
     if (!r) {
         ptr = next;
         r = append_rec(db, REC_DELETE, 1, &ptr, KEY(db, f), f->keylen,
@@ -885,7 +763,7 @@ static int do_delete(struct tsdb *db, const size_t *loc, const struct rec *f)
     for (l = 1; !r && l + 1 < f->nptrs; l++) {
         struct rec f2;
 
-        r = rec_read(db, f->off, &f2); /* the map may have moved */
+        r = twoskip_rec_read(db, f->off, &f2); /* the map may have moved */
         if (!r)
             r = set_ptr(db, loc[l], l + 1, PTR(db, &f2, l + 1));
     }
@@ -905,19 +783,19 @@ static int do_insert(struct tsdb *db, const size_t *loc, const struct rec *f,
     size_t next, noff;
     int r;
 
-    level = f ? (unsigned)f->nptrs - 1 : random_level();
+    level = f ? (unsigned)f->nptrs - 1 : twoskip_random_level();
     memset(ptrs, 0, sizeof(ptrs));
     if (f) {
-        r = next0(db, f, &next);
+        r = twoskip_next0(db, f, &next);
         for (l = 1; l < level; l++)
             ptrs[l + 1] = PTR(db, f, l + 1);
     }
     else {
-        r = rec_read(db, loc[0], &pred);
+        r = twoskip_rec_read(db, loc[0], &pred);
         if (!r)
-            r = next0(db, &pred, &next);
+            r = twoskip_next0(db, &pred, &next);
         for (l = 1; !r && l < level; l++) {
-            r = rec_read(db, loc[l], &pred);
+            r = twoskip_rec_read(db, loc[l], &pred);
             if (!r)
                 ptrs[l + 1] = PTR(db, &pred, l + 1);
         }
@@ -954,308 +832,13 @@ static int write_op(struct tsdb *db, int op, const char *key, size_t keylen,
         return ERR_EXISTS;
     r = mark_dirty(db);
     if (!r && found)
-        r = rec_read(db, ge, &f);
+        r = twoskip_rec_read(db, ge, &f);
     if (r)
         return r;
     db->changes++;
     if (op == OP_DELETE)
         return do_delete(db, loc, &f);
     return do_insert(db, loc, found ? &f : NULL, key, keylen, val, vallen);
-}
-
-/* ---- recovery ---- */
-
-/* Was the header last written in another boot?  Then a power loss may
- * lie in between, and no pointer can be trusted (see CRASH SAFETY). */
-static int boot_changed(const struct tsdb *db)
-{
-    return has_boot_id() && memcmp(db->hdr.bootid, this_boot(), BOOTID_LEN);
-}
-
-/* Does the COMMIT `c` close the run [start, c) whose fixed heads have
- * CRC `crc`? */
-static int commit_verifies(struct tsdb *db, const struct rec *c,
-                           size_t start, uint32_t crc)
-{
-    const char *p = BASE(db) + c->off;
-
-    if (c->type != REC_COMMIT || PTR(db, c, 0) != start)
-        return 0;
-    if (get32(p + HEADLEN(1) - 8) != head_crc(p, HEADLEN(1) - 8, NULL, 0))
-        return 0;
-    return get32(VAL(db, c) + 8) == crc;
-}
-
-/* Find the transactions committed past the header's committed size:
- * each a run of records closed by a COMMIT naming the run's start and
- * carrying the CRC of the run's fixed heads.  Stops at the first run
- * that does not verify.  *end_r: the end of the last good COMMIT (the
- * header's size if none); *count_r: its record count.  Leaves db->end
- * at the file size and is_lax set; the caller resets them. */
-static void tail_scan(struct tsdb *db, size_t *end_r, uint64_t *count_r)
-{
-    size_t off = db->hdr.current_size, start = off;
-    uint32_t crc = 0;
-    struct rec r;
-
-    *end_r = off;
-    *count_r = db->hdr.num_records;
-    db->end = mappedfile_size(db->mf) & ~(size_t)7;
-    db->is_lax = 1;
-    db->is_quiet = 1;
-    while (off < db->end && !rec_read(db, off, &r)) {
-        if (r.type == REC_RECORD || r.type == REC_DELETE) {
-            crc = (uint32_t)crc32(crc, (const Bytef *)BASE(db) + off, 16);
-        }
-        else if (commit_verifies(db, &r, start, crc)) {
-            *end_r = start = off + r.len;
-            *count_r = get64(VAL(db, &r));
-            crc = 0;
-        }
-        else {
-            break;
-        }
-        off += r.len;
-    }
-    db->is_quiet = 0;
-}
-
-static const struct tsdb *sort_db;
-
-/* qsort order for scan_live: by key, then by file offset. */
-static int scan_cmp(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    const char *base = BASE(sort_db), *px = base + x, *py = base + y;
-    int c;
-
-    c = keycmp(sort_db, px + HEADLEN((uint8_t)px[1]), get32(px + 4),
-               py + HEADLEN((uint8_t)py[1]), get32(py + 4));
-    if (c)
-        return c;
-    return x < y ? -1 : x > y;
-}
-
-/* Sequential scan of the records up to db->end, trusting no pointer:
- * the live records in key order (of several with one key the last in
- * the file wins; a DELETE removes the key).  Needs is_lax, so that
- * data CRCs are checked and the head CRCs, which in-place pointer
- * writes may have left torn, are not.  Caller frees *offs_r. */
-static int scan_live(struct tsdb *db, size_t **offs_r, size_t *n_r)
-{
-    size_t off = DUMMY_OFFSET, n = 0, alloc = 0, i, out = 0;
-    size_t *offs = NULL;
-    struct rec r;
-    int ret = 0;
-
-    while (!ret && off < db->end) {
-        ret = rec_read(db, off, &r);
-        if (ret)
-            break;
-        if (r.type == REC_RECORD || r.type == REC_DELETE) {
-            if (n == alloc) {
-                alloc = alloc ? alloc * 2 : 1024;
-                offs = xreallocarray(offs, alloc, sizeof(*offs));
-            }
-            offs[n++] = off;
-        }
-        off += r.len;
-    }
-    if (!ret && off != db->end)
-        ret = corrupt(db, off, "records do not end at the committed size");
-    if (ret) {
-        free(offs);
-        return ret;
-    }
-    sort_db = db;
-    if (n)
-        qsort(offs, n, sizeof(*offs), scan_cmp);
-    for (i = 0; i < n; i++) {
-        if (i + 1 < n && !keycmp(db, KEY_AT(db, offs[i]),
-                                 get32(BASE(db) + offs[i] + 4),
-                                 KEY_AT(db, offs[i + 1]),
-                                 get32(BASE(db) + offs[i + 1] + 4)))
-            continue;
-        if (BASE(db)[offs[i]] == REC_RECORD)
-            offs[out++] = offs[i];
-    }
-    *offs_r = offs;
-    *n_r = out;
-    return 0;
-}
-
-/* Index of the first scanned record whose key is >= `key` (> when
- * `after`). */
-static size_t scan_search(const struct tsdb *db, const char *key,
-                          size_t keylen, int after)
-{
-    size_t lo = 0, hi = db->nscan;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2, o = db->scan[mid];
-        int c = keycmp(db, KEY_AT(db, o), get32(BASE(db) + o + 4),
-                       key, keylen);
-
-        if (c < 0 || (after && c == 0))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* Read-only use of a file that may have lost in-place writes: look
- * records up in a sorted index built from a sequential scan. */
-static int scan_mode_begin(struct tsdb *db)
-{
-    size_t end;
-    uint64_t count;
-    int r;
-
-    tail_scan(db, &end, &count);
-    db->end = end;
-    r = scan_live(db, &db->scan, &db->nscan);
-    if (!r && !db->scan)
-        db->scan = xmalloc(sizeof(size_t)); /* marks the mode */
-    return r;
-}
-
-static int repack(struct tsdb *db, int from_scan);
-
-/* Power loss possible (the header was written in another boot, or the
- * boot cannot be told and the file is dirty): take in the committed
- * tail, then rebuild from a sequential scan into a fresh file.  The
- * caller must then lock again to follow the rename. */
-static int power_recover(struct tsdb *db)
-{
-    size_t end;
-    uint64_t count;
-    int r;
-
-    tail_scan(db, &end, &count);
-    db->end = end;
-    xsyslog(LOG_WARNING, "twoskip: rebuilding after a system restart",
-            "path=%s committed=%llu recovered=%zu size=%zu", db->fname,
-            (unsigned long long)db->hdr.current_size, end,
-            mappedfile_size(db->mf));
-    forget_verified(db);
-    r = repack(db, 1);
-    db->is_lax = 0;
-    return r;
-}
-
-/* Set both level-0 slots of `r` to its committed successor `next`.
- * The slot that does not decide the successor is written first: were
- * we killed in between, the deciding slot still leads to `next` (maybe
- * through a DELETE), where writing it first could leave an older, larger
- * pointer in the other slot to win. */
-static int recover_slots(struct tsdb *db, const struct rec *r, size_t next)
-{
-    uint64_t a = PTR(db, r, 0), b = PTR(db, r, 1);
-    unsigned first;
-    int ret;
-
-    if (a >= db->end)
-        a = 0;
-    if (b >= db->end)
-        b = 0;
-    first = (a > b) ? 1 : 0;
-    ret = set_ptr_raw(db, r->off, first, next, NULL);
-    if (!ret)
-        ret = set_ptr_raw(db, r->off, 1 - first, next, NULL);
-    return ret;
-}
-
-/* Rebuild the list from the committed level-0 chain (exclusive lock). */
-static int recover(struct tsdb *db)
-{
-    size_t last[MAXLEVEL], off, next, count = 0, steps = 0;
-    struct rec r;
-    unsigned l;
-    int ret;
-
-    xsyslog(LOG_WARNING, "twoskip: recovering after an unfinished write",
-            "path=%s committed=%llu size=%zu", db->fname,
-            (unsigned long long)db->hdr.current_size,
-            mappedfile_size(db->mf));
-    db->end = db->hdr.current_size;
-    forget_verified(db);
-    ret = mappedfile_truncate(db->mf, db->end);
-    if (ret)
-        return ret;
-
-    db->is_lax = 1;
-    for (l = 0; l < MAXLEVEL; l++)
-        last[l] = DUMMY_OFFSET;
-    off = DUMMY_OFFSET;
-    while (off) {
-        ret = rec_read(db, off, &r);
-        if (!ret)
-            ret = next0(db, &r, &next);
-        if (!ret)
-            ret = recover_slots(db, &r, next);
-        for (l = 1; !ret && off != DUMMY_OFFSET && l + 1 < r.nptrs; l++) {
-            ret = set_ptr_raw(db, last[l], l + 1, off, NULL);
-            last[l] = off;
-        }
-        if (ret)
-            goto done;
-        if (off != DUMMY_OFFSET)
-            count++;
-        if (++steps > db->end / 24 + 2) {
-            ret = corrupt(db, off, "pointer cycle");
-            goto done;
-        }
-        off = next;
-    }
-    for (l = 1; !ret && l < MAXLEVEL; l++)
-        ret = set_ptr_raw(db, last[l], l + 1, 0, NULL);
-    if (ret)
-        goto done;
-
-    db->hdr.num_records = count;
-    ret = sync_file(db);
-    if (ret)
-        goto done;
-    db->hdr.flags &= ~(uint32_t)TS_F_DIRTY;
-    ret = header_write(db);
-    if (!ret)
-        ret = sync_file(db);
-    if (!ret)
-        xsyslog(LOG_NOTICE, "twoskip: recovered", "path=%s records=%zu",
-                db->fname, count);
-
-done:
-    db->is_lax = 0;
-    return ret;
-}
-
-/* A writer of this boot died (the page cache holds all it wrote).  A
- * transaction whose COMMIT verifies finished every in-place change
- * before appending it, so only the header is behind: bring it forward
- * once the data is durable.  Anything else unfinished is undone by
- * recover(). */
-static int recover_same_boot(struct tsdb *db)
-{
-    size_t end;
-    uint64_t count;
-    int r = 0;
-
-    tail_scan(db, &end, &count);
-    db->is_lax = 0;
-    db->end = db->hdr.current_size;
-    if (end > db->hdr.current_size) {
-        xsyslog(LOG_NOTICE, "twoskip: taking in a finished commit",
-                "path=%s committed=%llu end=%zu", db->fname,
-                (unsigned long long)db->hdr.current_size, end);
-        r = sync_file(db);
-        if (!r) {
-            db->hdr.current_size = end;
-            db->hdr.num_records = count;
-            db->end = end;
-        }
-    }
-    return r ? r : recover(db);
 }
 
 /* ---- locking ---- */
@@ -1277,9 +860,9 @@ static int init_file(struct tsdb *db)
         return r;
     db->hdr.current_size = db->end;
     db->hdr.repack_size = db->end;
-    r = header_write(db);
+    r = twoskip_header_write(db);
     if (!r)
-        r = sync_file(db);
+        r = twoskip_sync_file(db);
     if (!r)
         r = mappedfile_syncdir(db->fname);
     db->is_mbox = !!(db->hdr.flags & TS_F_MBOXSORT);
@@ -1300,27 +883,50 @@ static int lock_exclusive(struct tsdb *db)
             r = init_file(db);
         else
             r = header_read(db);
-        if (r || !(boot_changed(db)
-                   || (needs_recovery(db) && !has_boot_id())))
+        if (r || !(twoskip_boot_changed(db)
+                   || (needs_recovery(db) && !twoskip_has_boot_id())))
             break;
         /* Rebuilt into a new file: lock again to follow it. */
-        r = power_recover(db);
+        r = twoskip_power_recover(db);
         mappedfile_unlock(db->mf);
         if (r)
             return r;
     }
     if (!r && needs_recovery(db))
-        r = recover_same_boot(db);
+        r = twoskip_recover_same_boot(db);
     if (r)
         mappedfile_unlock(db->mf);
     return r;
+}
+
+/* Shared lock on the current file.  The path is looked at only when
+ * the header says the file was replaced (see REPACK), and the size only
+ * when the header's committed size is beyond the size known. */
+static int lock_shared_file(struct tsdb *db)
+{
+    const char *p;
+    int r;
+
+    r = mappedfile_lock_quick(db->mf, MAPPEDFILE_SHARED, NULL);
+    if (r || mappedfile_size(db->mf) < HEADER_SIZE)
+        return r;
+    p = BASE(db);
+    if (get32(p + HEADER_SIZE - 4) != crc_of(p, HEADER_SIZE - 4))
+        return 0; /* header_read() reports it */
+    if (get32(p + 20) & TS_F_REPLACED) {
+        mappedfile_unlock(db->mf);
+        return mappedfile_lock(db->mf, MAPPEDFILE_SHARED, NULL);
+    }
+    if (get64(p + 40) > mappedfile_size(db->mf))
+        return mappedfile_refresh(db->mf);
+    return 0;
 }
 
 static int lock_shared(struct tsdb *db)
 {
     int r;
 
-    r = mappedfile_lock(db->mf, MAPPEDFILE_SHARED, NULL);
+    r = lock_shared_file(db);
     if (r)
         return r;
     db->is_lax = 0;
@@ -1329,13 +935,16 @@ static int lock_shared(struct tsdb *db)
     else if (mappedfile_size(db->mf) > 0)
         r = header_read(db);
     if (r || (mappedfile_size(db->mf) > 0 && !needs_recovery(db)
-              && !boot_changed(db)))
+              && !twoskip_boot_changed(db)))
         goto done;
 
     if (db->flags & CYRUSDB_RDONLY) {
         db->is_lax = 1;
-        if (boot_changed(db) || !has_boot_id())
-            r = scan_mode_begin(db);
+        /* The scan reads to the end of the file: know where it is. */
+        if (twoskip_boot_changed(db) || !twoskip_has_boot_id())
+            r = mappedfile_refresh(db->mf);
+        if (!r && (twoskip_boot_changed(db) || !twoskip_has_boot_id()))
+            r = twoskip_scan_mode_begin(db);
         goto done;
     }
     /* Recover (or initialise) under the exclusive lock, then step down. */
@@ -1403,11 +1012,11 @@ static int ts_commit(struct db *db_, struct txn *tid)
         r = append_rec(db, REC_COMMIT, 1, &ptr, NULL, 0, val, sizeof(val),
                        &off);
         if (!r)
-            r = sync_file(db);
+            r = twoskip_sync_file(db);
         if (!r) {
             db->hdr.current_size = db->end;
             db->hdr.flags &= ~(uint32_t)TS_F_DIRTY;
-            r = header_write(db);
+            r = twoskip_header_write(db);
         }
         if (r) {
             xsyslog(LOG_ERR, "twoskip: commit failed", "path=%s error=%s",
@@ -1418,7 +1027,7 @@ static int ts_commit(struct db *db_, struct txn *tid)
     txn_free(db);
     if (!r && !(db->flags & CYRUSDB_NOCOMPACT) && db->end > MIN_REPACK
         && db->end > 2 * db->hdr.repack_size) {
-        if (repack(db, 0))
+        if (twoskip_repack(db, 0))
             xsyslog(LOG_WARNING, "twoskip: automatic repack failed",
                     "path=%s", db->fname);
     }
@@ -1436,18 +1045,18 @@ static int ts_abort(struct db *db_, struct txn *tid)
         return ERR_DB_TXN;
     if (tid->is_dirty) {
         for (i = tid->nundo; !r && i-- > 0;)
-            r = set_ptr_raw(db, tid->undo[i].off, tid->undo[i].slot,
-                            tid->undo[i].oldval, NULL);
-        forget_verified(db);
+            r = twoskip_set_ptr_raw(db, tid->undo[i].off, tid->undo[i].slot,
+                                    tid->undo[i].oldval, NULL);
+        twoskip_forget_verified(db);
         if (!r)
             r = mappedfile_truncate(db->mf, tid->start);
         if (!r)
-            r = sync_file(db);
+            r = twoskip_sync_file(db);
         if (!r) {
             db->hdr = tid->saved;
             db->hdr.flags &= ~(uint32_t)TS_F_DIRTY;
             db->end = tid->start;
-            r = header_write(db);
+            r = twoskip_header_write(db);
         }
     }
     txn_free(db);
@@ -1499,246 +1108,6 @@ static int op_end(struct tsdb *db, int mode, int r)
     return r;
 }
 
-/* ---- repack ---- */
-
-struct layout {
-    size_t *old;      /* offsets of live records in the old file */
-    size_t *newoff;
-    uint8_t *level;
-    size_t n, alloc;
-};
-
-/* Add the live record `r` to the layout at *pos_r. */
-static void layout_add(struct layout *lay, const struct rec *r,
-                       size_t *pos_r)
-{
-    if (lay->n == lay->alloc) {
-        lay->alloc = lay->alloc ? lay->alloc * 2 : 1024;
-        lay->old = xreallocarray(lay->old, lay->alloc, sizeof(size_t));
-        lay->newoff = xreallocarray(lay->newoff, lay->alloc,
-                                    sizeof(size_t));
-        lay->level = xreallocarray(lay->level, lay->alloc, 1);
-    }
-    lay->old[lay->n] = r->off;
-    lay->level[lay->n] = (uint8_t)random_level();
-    lay->newoff[lay->n] = *pos_r;
-    *pos_r += HEADLEN(lay->level[lay->n] + 1)
-              + PAD8((size_t)r->keylen + r->vallen);
-    lay->n++;
-}
-
-/* Pass 1: list the live records and give each a level and new place,
- * by the level-0 chain or (`from_scan`, trusting no pointer) by a
- * sequential scan. */
-static int repack_layout(struct tsdb *db, struct layout *lay, int from_scan,
-                         size_t *end_r)
-{
-    size_t off, pos = HEADER_SIZE + HEADLEN(MAXPTRS), *offs = NULL, n, i;
-    struct rec r;
-    int ret;
-
-    if (from_scan) {
-        ret = scan_live(db, &offs, &n);
-        for (i = 0; !ret && i < n; i++) {
-            ret = rec_read(db, offs[i], &r);
-            if (!ret)
-                layout_add(lay, &r, &pos);
-        }
-        free(offs);
-        *end_r = pos;
-        return ret;
-    }
-    ret = rec_read(db, DUMMY_OFFSET, &r);
-    if (!ret)
-        ret = next0(db, &r, &off);
-    while (!ret && off) {
-        ret = rec_read(db, off, &r);
-        if (ret)
-            break;
-        if (check_data(db, &r))
-            return ERR_CORRUPT;
-        layout_add(lay, &r, &pos);
-        ret = next0(db, &r, &off);
-    }
-    *end_r = pos;
-    return ret;
-}
-
-/* Encode one record head into `out` (HEADLEN(nptrs) bytes). */
-static void head_encode(char *out, uint8_t type, unsigned nptrs,
-                        const uint64_t *ptrs, const char *key,
-                        uint32_t keylen, uint32_t vallen, uint32_t datacrc)
-{
-    size_t head = HEADLEN(nptrs);
-    unsigned i;
-
-    memset(out, 0, head);
-    out[0] = (char)type;
-    out[1] = (char)nptrs;
-    put32(out + 4, keylen);
-    put32(out + 8, vallen);
-    put32(out + 12, datacrc);
-    for (i = 0; i < nptrs; i++)
-        put64(out + 16 + 8 * i, ptrs[i]);
-    put32(out + head - 8, head_crc(out, head - 8, key, keylen));
-}
-
-static int write_all(int fd, const char *p, size_t len, const char *fname)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            xsyslog_syscall("write", "path", fname);
-            return ERR_IO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Pass 2: write the new file sequentially.  nextat[l] holds, walking
- * backwards, the next record whose level exceeds l. */
-static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
-                        const char *newname, size_t end)
-{
-    uint64_t nextat[MAXLEVEL], ptrs[MAXPTRS];
-    uint64_t *links;        /* per record: its upper-level successors */
-    size_t *first, i, nl = 0;
-    struct buf out = BUF_INITIALIZER;
-    char head[HEADLEN(MAXPTRS)];
-    struct tsheader h;
-    uint32_t rangecrc;
-    unsigned l;
-    int r = 0;
-
-    first = xcalloc(lay->n + 1, sizeof(size_t));
-    for (i = 0; i < lay->n; i++) {
-        first[i] = nl;
-        nl += lay->level[i];
-    }
-    links = xcalloc(nl + 1, sizeof(uint64_t));
-    memset(nextat, 0, sizeof(nextat));
-    for (i = lay->n; i-- > 0;) {
-        for (l = 0; l < lay->level[i]; l++) {
-            links[first[i] + l] = nextat[l];
-            nextat[l] = lay->newoff[i];
-        }
-    }
-
-    memset(&h, 0, sizeof(h));
-    h.version = TS_VERSION;
-    h.flags = db->hdr.flags & TS_F_MBOXSORT;
-    h.generation = db->hdr.generation + 1;
-    h.num_records = lay->n;
-    h.current_size = end + COMMIT_LEN;
-    h.repack_size = h.current_size;
-    buf_ensure(&out, HEADER_SIZE);
-    header_encode(&h, out.s);
-    out.len = HEADER_SIZE;
-
-    memset(ptrs, 0, sizeof(ptrs));
-    for (l = 0; l < MAXLEVEL; l++)
-        ptrs[l ? l + 1 : 0] = nextat[l];
-    head_encode(head, REC_DUMMY, MAXPTRS, ptrs, NULL, 0, 0, 0);
-    buf_appendmap(&out, head, HEADLEN(MAXPTRS));
-    rangecrc = (uint32_t)crc32(0L, (const Bytef *)head, 16);
-
-    for (i = 0; !r && i < lay->n; i++) {
-        struct rec rec;
-        static const char zeros[8];
-        size_t dlen;
-
-        r = rec_read(db, lay->old[i], &rec);
-        if (r)
-            break;
-        memset(ptrs, 0, sizeof(ptrs));
-        for (l = 0; l < lay->level[i]; l++)
-            ptrs[l ? l + 1 : 0] = links[first[i] + l];
-        head_encode(head, REC_RECORD, lay->level[i] + 1u, ptrs,
-                    KEY(db, &rec), rec.keylen, rec.vallen, rec.datacrc);
-        buf_appendmap(&out, head, HEADLEN(lay->level[i] + 1u));
-        rangecrc = (uint32_t)crc32(rangecrc, (const Bytef *)head, 16);
-        dlen = (size_t)rec.keylen + rec.vallen;
-        buf_appendmap(&out, KEY(db, &rec), dlen);
-        buf_appendmap(&out, zeros, PAD8(dlen) - dlen);
-        if (out.len >= 1024 * 1024) {
-            r = write_all(fd, out.s, out.len, newname);
-            buf_reset(&out);
-        }
-    }
-    if (!r) {
-        char val[COMMIT_VALLEN];
-
-        ptrs[0] = HEADER_SIZE;
-        put64(val, lay->n);
-        put32(val + 8, rangecrc);
-        put32(val + 12, 0);
-        head_encode(head, REC_COMMIT, 1, ptrs, NULL, 0, COMMIT_VALLEN,
-                    crc_of(val, COMMIT_VALLEN));
-        buf_appendmap(&out, head, HEADLEN(1));
-        buf_appendmap(&out, val, COMMIT_VALLEN);
-        r = write_all(fd, out.s, out.len, newname);
-    }
-    buf_free(&out);
-    free(links);
-    free(first);
-    return r;
-}
-
-/* Write the live records to fname.NEW and rename it over the file.
- * Called with the exclusive lock held and no transaction open; the
- * lock is left on the old file (released by the caller). */
-static int repack(struct tsdb *db, int from_scan)
-{
-    struct layout lay;
-    struct buf newname = BUF_INITIALIZER;
-    size_t end = 0;
-    int fd = -1, r;
-
-    memset(&lay, 0, sizeof(lay));
-    buf_printf(&newname, "%s.NEW", db->fname);
-    r = repack_layout(db, &lay, from_scan, &end);
-    if (r)
-        goto done;
-    fd = open(buf_cstring(&newname),
-              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        xsyslog_syscall("open", "path", buf_cstring(&newname));
-        r = ERR_IO;
-        goto done;
-    }
-    r = repack_write(db, &lay, fd, buf_cstring(&newname), end);
-    if (!r && !(db->flags & CYRUSDB_NOSYNC) && fdatasync(fd) < 0) {
-        xsyslog_syscall("fdatasync", "path", buf_cstring(&newname));
-        r = ERR_IO;
-    }
-    if (!r && rename(buf_cstring(&newname), db->fname) < 0) {
-        xsyslog_syscall("rename", "path", buf_cstring(&newname));
-        r = ERR_IO;
-    }
-    if (!r && !(db->flags & CYRUSDB_NOSYNC))
-        r = mappedfile_syncdir(db->fname);
-    if (!r)
-        xsyslog(LOG_INFO, "twoskip: repacked", "path=%s records=%zu "
-                "oldsize=%zu newsize=%zu", db->fname, lay.n, db->end,
-                end + COMMIT_LEN);
-
-done:
-    if (fd >= 0)
-        close(fd);
-    if (r && fd >= 0)
-        unlink(buf_cstring(&newname));
-    free(lay.old);
-    free(lay.newoff);
-    free(lay.level);
-    buf_free(&newname);
-    return r;
-}
-
 /* ---- the backend interface ---- */
 
 static int ts_detect(const char *header, size_t len)
@@ -1770,6 +1139,7 @@ static void db_free(struct tsdb *db)
     }
     mappedfile_close(&db->mf);
     buf_free(&db->wbuf);
+    free(db->vbits);
     free(db->fname);
     free(db);
 }
@@ -1883,9 +1253,9 @@ static int ts_fetch(struct db *db_, const char *key, size_t keylen,
     if (!r && !found)
         r = ERR_NOTFOUND;
     if (!r)
-        r = rec_read(db, ge, &f);
+        r = twoskip_rec_read(db, ge, &f);
     if (!r)
-        r = check_data(db, &f);
+        r = twoskip_check_data(db, &f);
     if (!r) {
         if (data)
             *data = VAL(db, &f);
@@ -1925,16 +1295,16 @@ static int ts_fetchnext(struct db *db_, const char *key, size_t keylen,
         return r;
     r = find(db, key, keylen, NULL, &ge, &found);
     if (!r && found) {
-        r = rec_read(db, ge, &f);
+        r = twoskip_rec_read(db, ge, &f);
         if (!r)
-            r = next0(db, &f, &ge);
+            r = twoskip_next0(db, &f, &ge);
     }
     if (!r && !ge)
         r = ERR_NOTFOUND;
     if (!r)
-        r = rec_read(db, ge, &f);
+        r = twoskip_rec_read(db, ge, &f);
     if (!r)
-        r = check_data(db, &f);
+        r = twoskip_check_data(db, &f);
     if (!r) {
         if (foundkey)
             *foundkey = KEY(db, &f);
@@ -1958,29 +1328,183 @@ static int seek_after(struct tsdb *db, const char *key, size_t keylen,
     r = find(db, key, keylen, NULL, off_r, &found);
     if (r || !found || inclusive)
         return r;
-    r = rec_read(db, *off_r, &f);
-    return r ? r : next0(db, &f, off_r);
+    r = twoskip_rec_read(db, *off_r, &f);
+    return r ? r : twoskip_next0(db, &f, off_r);
 }
 
-/* Call cb for one record; handles the unlock around it for one-shot
- * walks and tells the caller whether to re-find its position. */
-static int foreach_call(struct tsdb *db, int mode, const struct rec *f,
-                        cyrusdb_cb_t *cb, void *rock, int *refind_r)
+/* Inside a transaction (the lock is held throughout): walk the map
+ * directly, re-finding the position after a callback that wrote. */
+static int foreach_locked(struct tsdb *db, const char *prefix,
+                          size_t prefixlen, cyrusdb_filter_t *filter,
+                          cyrusdb_cb_t *cb, void *rock)
 {
-    uint64_t changes = db->changes, gen = db->hdr.generation;
-    size_t end = db->end;
-    int r, r2;
+    struct buf cur = BUF_INITIALIZER;
+    struct rec f;
+    uint64_t changes;
+    size_t off;
+    int r;
 
-    if (mode == 1)
-        unlock(db);
-    r = cb(rock, KEY(db, f), f->keylen, VAL(db, f), f->vallen);
-    if (mode == 1) {
-        r2 = lock_shared(db);
-        if (r2)
-            return r ? r : r2;
+    r = seek_after(db, prefix, prefixlen, 1, &off);
+    while (!r && off) {
+        r = twoskip_rec_read(db, off, &f);
+        if (r || f.keylen < prefixlen
+            || memcmp(KEY(db, &f), prefix, prefixlen))
+            break;
+        r = twoskip_check_data(db, &f);
+        if (r)
+            break;
+        if (filter && !filter(rock, KEY(db, &f), f.keylen,
+                              VAL(db, &f), f.vallen)) {
+            r = twoskip_next0(db, &f, &off);
+            continue;
+        }
+        buf_setmap(&cur, KEY(db, &f), f.keylen);
+        changes = db->changes;
+        r = cb(rock, KEY(db, &f), f.keylen, VAL(db, &f), f.vallen);
+        if (r)
+            break;
+        if (changes != db->changes) {
+            r = seek_after(db, cur.s, cur.len, 0, &off);
+        }
+        else {
+            r = twoskip_rec_read(db, off, &f);
+            if (!r)
+                r = twoskip_next0(db, &f, &off);
+        }
     }
-    *refind_r = changes != db->changes || gen != db->hdr.generation
-                || end != db->end;
+    buf_free(&cur);
+    return r;
+}
+
+#define BATCH_RECORDS 256
+#define BATCH_BYTES (64 * 1024)
+
+/* Records copied out of the file under one lock hold, for callbacks
+ * run without it. */
+struct batch {
+    struct buf data;        /* keys and values back to back */
+    struct {
+        size_t pos;
+        uint32_t keylen, vallen;
+    } ent[BATCH_RECORDS];
+    size_t n;
+    size_t next;            /* offset of the record after the batch */
+    int is_last;            /* nothing (with the prefix) follows */
+    ino_t ino;              /* the file as the batch was read */
+    uint64_t gen, changes;
+    size_t end;
+};
+
+/* Under the shared lock: copy records from `off` on into `b`. */
+static int batch_fill(struct tsdb *db, size_t off, const char *prefix,
+                      size_t prefixlen, cyrusdb_filter_t *filter,
+                      void *rock, struct batch *b)
+{
+    struct rec f;
+    int r = 0;
+
+    buf_reset(&b->data);
+    b->n = 0;
+    b->is_last = 0;
+    while (off && b->n < BATCH_RECORDS && b->data.len < BATCH_BYTES) {
+        r = twoskip_rec_read(db, off, &f);
+        if (r)
+            return r;
+        if (f.keylen < prefixlen || memcmp(KEY(db, &f), prefix, prefixlen))
+            break;
+        r = twoskip_check_data(db, &f);
+        if (r)
+            return r;
+        if (!filter || filter(rock, KEY(db, &f), f.keylen,
+                              VAL(db, &f), f.vallen)) {
+            b->ent[b->n].pos = b->data.len;
+            b->ent[b->n].keylen = f.keylen;
+            b->ent[b->n].vallen = f.vallen;
+            buf_appendmap(&b->data, KEY(db, &f),
+                          (size_t)f.keylen + f.vallen);
+            b->n++;
+        }
+        r = twoskip_next0(db, &f, &off);
+        if (r)
+            return r;
+    }
+    if (!off || (b->n < BATCH_RECORDS && b->data.len < BATCH_BYTES))
+        b->is_last = 1;
+    b->next = off;
+    b->ino = mappedfile_ino(db->mf);
+    b->gen = db->hdr.generation;
+    b->end = db->end;
+    b->changes = db->changes;
+    return 0;
+}
+
+/* Has anything changed the file since the batch was read?  Called with
+ * the lock taken again. */
+static int batch_is_stale(const struct tsdb *db, const struct batch *b)
+{
+    return b->ino != mappedfile_ino(db->mf) || b->gen != db->hdr.generation
+           || b->end != db->end || b->changes != db->changes;
+}
+
+/* Run cb over the batch without the lock.  A callback that wrote to
+ * the db makes the rest of the batch stale: *used_r gets the number of
+ * entries used, and the caller continues after the last of them. */
+static int batch_run(struct tsdb *db, struct batch *b, cyrusdb_cb_t *cb,
+                     void *rock, size_t *used_r)
+{
+    size_t i;
+    int r = 0;
+
+    for (i = 0; i < b->n; i++) {
+        const char *k = b->data.s + b->ent[i].pos;
+
+        r = cb(rock, k, b->ent[i].keylen, k + b->ent[i].keylen,
+               b->ent[i].vallen);
+        if (r || db->changes != b->changes) {
+            i++;
+            break;
+        }
+    }
+    *used_r = i;
+    return r;
+}
+
+/* A one-shot walk: copy a batch under the shared lock, release it, run
+ * the callbacks, lock again and go on from where the batch ended, or,
+ * when the file changed meanwhile, from after the last key handed out
+ * (so a callback may write, and sees the walk go on after the current
+ * key as it is then). */
+static int foreach_batched(struct tsdb *db, const char *prefix,
+                           size_t prefixlen, cyrusdb_filter_t *filter,
+                           cyrusdb_cb_t *cb, void *rock)
+{
+    struct batch *b = xzmalloc(sizeof(*b));
+    size_t off, used;
+    int r;
+
+    r = seek_after(db, prefix, prefixlen, 1, &off);
+    for (;;) {
+        if (!r)
+            r = batch_fill(db, off, prefix, prefixlen, filter, rock, b);
+        unlock(db);
+        if (r)
+            break;
+        r = batch_run(db, b, cb, rock, &used);
+        if (r || (b->is_last && used == b->n && db->changes == b->changes))
+            break;
+        r = lock_shared(db);
+        if (r)
+            break;
+        if (used == b->n && !batch_is_stale(db, b)) {
+            off = b->next;
+            continue;
+        }
+        /* used > 0: an empty batch is always the last. */
+        r = seek_after(db, b->data.s + b->ent[used - 1].pos,
+                       b->ent[used - 1].keylen, 0, &off);
+    }
+    buf_free(&b->data);
+    free(b);
     return r;
 }
 
@@ -1989,44 +1513,14 @@ static int ts_foreach(struct db *db_, const char *prefix, size_t prefixlen,
                       void *rock, struct txn **tid)
 {
     struct tsdb *db = (struct tsdb *)db_;
-    struct buf cur = BUF_INITIALIZER;
-    struct rec f;
-    size_t off;
-    int mode, refind, r;
+    int mode, r;
 
     r = op_begin(db, tid, 0, &mode);
     if (r)
         return r;
-    r = seek_after(db, prefix, prefixlen, 1, &off);
-    while (!r && off) {
-        r = rec_read(db, off, &f);
-        if (r)
-            break;
-        if (f.keylen < prefixlen || memcmp(KEY(db, &f), prefix, prefixlen))
-            break;
-        r = check_data(db, &f);
-        if (r)
-            break;
-        if (filter && !filter(rock, KEY(db, &f), f.keylen,
-                              VAL(db, &f), f.vallen)) {
-            r = next0(db, &f, &off);
-            continue;
-        }
-        buf_setmap(&cur, KEY(db, &f), f.keylen);
-        refind = 0;
-        r = foreach_call(db, mode, &f, cb, rock, &refind);
-        if (r)
-            break;
-        if (refind) {
-            r = seek_after(db, cur.s, cur.len, 0, &off);
-        }
-        else {
-            r = rec_read(db, off, &f);
-            if (!r)
-                r = next0(db, &f, &off);
-        }
-    }
-    buf_free(&cur);
+    if (mode == 1)
+        return foreach_batched(db, prefix, prefixlen, filter, cb, rock);
+    r = foreach_locked(db, prefix, prefixlen, filter, cb, rock);
     return op_end(db, mode, r);
 }
 
@@ -2071,7 +1565,7 @@ static int dump_records(struct tsdb *db, int detail)
     unsigned i;
 
     while (!ret && off < db->end) {
-        ret = rec_read(db, off, &r);
+        ret = twoskip_rec_read(db, off, &r);
         if (ret)
             break;
         buf_reset(&line);
@@ -2140,17 +1634,18 @@ static int check_tiling(struct tsdb *db)
 
     r.type = REC_DUMMY;
     while (off < db->end) {
-        ret = rec_read(db, off, &r);
+        ret = twoskip_rec_read(db, off, &r);
         if (ret)
             return ret;
-        if (check_data(db, &r))
+        if (twoskip_check_data(db, &r))
             return ERR_CORRUPT;
         off += r.len;
     }
     if (off != db->end)
-        return corrupt(db, off, "records do not end at the committed size");
+        return twoskip_corrupt(db, off,
+                               "records do not end at the committed size");
     if (r.type != REC_COMMIT && db->end != DUMMY_OFFSET + HEADLEN(MAXPTRS))
-        return corrupt(db, off, "last record is not a commit");
+        return twoskip_corrupt(db, off, "last record is not a commit");
     return 0;
 }
 
@@ -2165,39 +1660,39 @@ static int check_links(struct tsdb *db)
 
     for (l = 0; l < MAXLEVEL; l++)
         prev[l] = DUMMY_OFFSET;
-    ret = rec_read(db, DUMMY_OFFSET, &r);
+    ret = twoskip_rec_read(db, DUMMY_OFFSET, &r);
     if (!ret)
-        ret = next0(db, &r, &off);
+        ret = twoskip_next0(db, &r, &off);
     while (!ret && off) {
-        ret = rec_read(db, off, &r);
+        ret = twoskip_rec_read(db, off, &r);
         if (ret)
             return ret;
         if (prevoff && keycmp(db, KEY(db, &p), p.keylen,
                               KEY(db, &r), r.keylen) >= 0)
-            return corrupt(db, off, "keys out of order");
+            return twoskip_corrupt(db, off, "keys out of order");
         for (l = 1; l + 1 < r.nptrs; l++) {
             struct rec q;
 
-            ret = rec_read(db, prev[l], &q);
+            ret = twoskip_rec_read(db, prev[l], &q);
             if (ret)
                 return ret;
             if (PTR(db, &q, l + 1) != off)
-                return corrupt(db, prev[l], "upper level link broken");
+                return twoskip_corrupt(db, prev[l], "upper level link broken");
             prev[l] = off;
         }
         if (++count > db->end / 24)
-            return corrupt(db, off, "pointer cycle");
+            return twoskip_corrupt(db, off, "pointer cycle");
         p = r;
         prevoff = off;
-        ret = next0(db, &r, &off);
+        ret = twoskip_next0(db, &r, &off);
     }
     for (l = 1; !ret && l < MAXLEVEL; l++) {
-        ret = rec_read(db, prev[l], &r);
+        ret = twoskip_rec_read(db, prev[l], &r);
         if (!ret && PTR(db, &r, l + 1))
-            ret = corrupt(db, prev[l], "upper level does not end");
+            ret = twoskip_corrupt(db, prev[l], "upper level does not end");
     }
     if (!ret && count != db->hdr.num_records)
-        ret = corrupt(db, 0, "record count mismatch");
+        ret = twoskip_corrupt(db, 0, "record count mismatch");
     return ret;
 }
 
@@ -2211,7 +1706,7 @@ static int ts_consistent(struct db *db_)
         return r;
     if (db->txn)
         r = ERR_LOCKED;
-    forget_verified(db);
+    twoskip_forget_verified(db);
     if (!r)
         r = check_tiling(db);
     if (!r && !db->is_lax)
@@ -2229,7 +1724,7 @@ static int ts_checkpoint(struct db *db_)
     r = lock_exclusive(db);
     if (r)
         return r;
-    r = repack(db, 0);
+    r = twoskip_repack(db, 0);
     unlock(db);
     return r;
 }
@@ -2264,7 +1759,7 @@ static int archive_one(const char *fname, const char *dirname)
         r = ERR_IO;
     }
     if (!r)
-        r = write_all(fd, BASE(db), db->end, buf_cstring(&dest));
+        r = twoskip_write_all(fd, BASE(db), db->end, buf_cstring(&dest));
     if (!r && fsync(fd) < 0) {
         xsyslog_syscall("fsync", "path", buf_cstring(&dest));
         r = ERR_IO;

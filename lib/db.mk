@@ -2,7 +2,8 @@
 lib_libcolumba_a_SOURCES += \
 	lib/mappedfile.c lib/mappedfile.h \
 	lib/cyrusdb.c lib/cyrusdb.h \
-	lib/cyrusdb_twoskip.c \
+	lib/cyrusdb_twoskip.c lib/cyrusdb_twoskip_recover.c \
+	lib/cyrusdb_twoskip_int.h \
 	lib/cyrusdb_flat.c \
 	lib/cyrusdb_quotalegacy.c
 

@@ -40,6 +40,18 @@ void mappedfile_close(struct mappedfile **mfp);
  * Returns 0, ERR_LOCKED (deadlock detected) or ERR_IO. */
 int mappedfile_lock(struct mappedfile *mf, int how, int *replaced_r);
 
+/* The same as mappedfile_lock() without its stat(2) and fstat(2) when
+ * the path was last checked within the current second: the path is
+ * assumed to name the open file still, and the size last seen is kept,
+ * though the file may since have grown (call mappedfile_refresh() to
+ * read past it) or shrunk (read only what the file's own contents say
+ * is there).  For callers whose file announces its own replacement in
+ * its contents: they check that after locking, and unlock and call
+ * mappedfile_lock() when it says so.  Any other replacement is noticed
+ * at the first lock in a later second.  Returns 0, ERR_LOCKED or
+ * ERR_IO. */
+int mappedfile_lock_quick(struct mappedfile *mf, int how, int *replaced_r);
+
 /* Release the lock.  Returns 0 or ERR_IO. */
 int mappedfile_unlock(struct mappedfile *mf);
 
