@@ -704,3 +704,18 @@ int cyrusdb_unescape(struct buf *out, const char *s, size_t len)
     }
     return 0;
 }
+
+int cyrusdb_unlink_file(const char *fname)
+{
+    struct buf newname = BUF_INITIALIZER;
+    int r = 0;
+
+    buf_printf(&newname, "%s.NEW", fname);
+    unlink(buf_cstring(&newname));
+    if (unlink(fname) < 0 && errno != ENOENT) {
+        xsyslog_syscall("unlink", "path", fname);
+        r = ERR_IO;
+    }
+    buf_free(&newname);
+    return r;
+}

@@ -170,6 +170,11 @@ int cyrusdb_rawcmp(const char *a, size_t alen, const char *b, size_t blen);
 /* ------------------------------------------------------------------
  * For backend implementations only (lib/cyrusdb_*.c).
  * ------------------------------------------------------------------ */
+
+/* Remove a single-file database and its "<fname>.NEW" repack leftover;
+ * a missing file is fine.  Returns 0 or ERR_IO (logged). */
+int cyrusdb_unlink_file(const char *fname);
+
 struct cyrusdb_backend {
     const char *name;
     /* Is `header` (the first `len` bytes of a file) this backend's? */

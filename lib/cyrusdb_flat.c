@@ -787,17 +787,8 @@ static int flat_archive(const strarray_t *fnames, const char *dirname)
 
 static int flat_unlink(const char *fname, int flags)
 {
-    struct buf tmp = BUF_INITIALIZER;
-    int r = 0;
-
-    buf_printf(&tmp, "%s.NEW", fname);
-    unlink(buf_cstring(&tmp));
-    if (unlink(fname) < 0 && errno != ENOENT) {
-        xsyslog_syscall("unlink", "path", fname);
-        r = ERR_IO;
-    }
-    buf_free(&tmp);
-    return r;
+    (void)flags;
+    return cyrusdb_unlink_file(fname);
 }
 
 const struct cyrusdb_backend cyrusdb_flat = {

@@ -1786,17 +1786,8 @@ static int ts_archive(const strarray_t *fnames, const char *dirname)
 
 static int ts_unlink(const char *fname, int flags)
 {
-    struct buf newname = BUF_INITIALIZER;
-    int r = 0;
-
-    buf_printf(&newname, "%s.NEW", fname);
-    unlink(buf_cstring(&newname));
-    if (unlink(fname) < 0 && errno != ENOENT) {
-        xsyslog_syscall("unlink", "path", fname);
-        r = ERR_IO;
-    }
-    buf_free(&newname);
-    return r;
+    (void)flags;
+    return cyrusdb_unlink_file(fname);
 }
 
 const struct cyrusdb_backend cyrusdb_twoskip = {
