@@ -713,8 +713,17 @@ int prot_getline(struct protstream *p, struct buf *line, size_t maxlen,
             n = fill(p);
             if (n < 0)
                 return p->error_code;
-            if (n == 0)
+            if (n == 0) {
+                /* An unterminated remainder obeys maxlen too; up to
+                 * here it may hold the one spare byte. */
+                if (maxlen && line->len > maxlen) {
+                    line->len = maxlen;
+                    dropped = 1;
+                }
+                if (toolong_r)
+                    *toolong_r = dropped;
                 return ERR_EOF;
+            }
         }
         seg = p->buf + p->start;
         lf = memchr(seg, '\n', p->len - p->start);

@@ -105,8 +105,9 @@ int prot_readfull(struct protstream *p, void *buf, size_t n);
  * read to its end but only its first maxlen bytes are kept and
  * *toolong_r (if given) is set, so the session stays in step; it is
  * cleared otherwise.  Returns 0 for a line, ERR_EOF when the data ends
- * (`line` then holds any unterminated remainder), or the stream's error
- * code (ERR_TIMEOUT, ERR_IO, ERR_PROTOCOL). */
+ * (`line` then holds any unterminated remainder, bounded and flagged
+ * the same way), or the stream's error code (ERR_TIMEOUT, ERR_IO,
+ * ERR_PROTOCOL). */
 int prot_getline(struct protstream *p, struct buf *line, size_t maxlen,
                  int *toolong_r);
 

@@ -185,6 +185,8 @@ static void wait_ready(struct daemon *d, int fd)
         }
         pfd.fd = fd;
         pfd.events = POLLIN;
+        /* poll() leaves revents alone when a signal interrupts it. */
+        pfd.revents = 0;
         if (poll(&pfd, 1, (int)(deadline - now) * 1000) < 0 &&
             errno != EINTR)
             return;

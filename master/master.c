@@ -137,7 +137,13 @@ static void write_ready_file(void)
 
     if (!ready_file)
         return;
-    fd = open(ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+
+    /* The file usually lives in configdirectory, which the cyrus user
+     * owns: never open what may be there (a hard link to a file of
+     * root's, a FIFO that would block us), but remove it and create a
+     * new file, failing if something took the name in between. */
+    (void)unlink(ready_file);
+    fd = open(ready_file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
                           O_CLOEXEC, 0644);
     if (fd < 0) {
         xsyslog_syscall("open", "path", ready_file);

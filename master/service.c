@@ -135,19 +135,33 @@ static void ensure_unprivileged(void)
  * the master went away). */
 static int wait_for_connection(void)
 {
+    const struct timespec idle = { SERVICE_DEFAULT_IDLE_TIMEOUT, 0 };
     struct pollfd pfd[2];
+    sigset_t hup, old;
+    int saved_errno;
     int fd;
     int n;
 
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
     for (;;) {
-        if (got_sighup)
+        /* SIGHUP stays blocked from the check until ppoll() unblocks it
+         * atomically: one landing in between would otherwise leave us
+         * waiting (and accepting on a retired listener) until idle. */
+        sigprocmask(SIG_BLOCK, &hup, &old);
+        if (got_sighup) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
             return -1;
+        }
         pfd[0].fd = SERVICE_LISTEN_FD;
         pfd[0].events = POLLIN;
         pfd[1].fd = SERVICE_STATUS_FD;
         pfd[1].events = 0;      /* POLLERR once the master closed its end */
         pfd[0].revents = pfd[1].revents = 0;
-        n = poll(pfd, 2, SERVICE_DEFAULT_IDLE_TIMEOUT * 1000);
+        n = ppoll(pfd, 2, &idle, &old);
+        saved_errno = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        errno = saved_errno;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {

@@ -46,6 +46,8 @@ static int listen_unix(const char *path, int backlog, int *fd_r,
     struct sockaddr_un sun;
     struct stat st;
     int fd;
+    int rc = -1;
+    int saved;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -56,17 +58,27 @@ static int listen_unix(const char *path, int backlog, int *fd_r,
     }
     if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
+
+    /* Delivery agents (e.g. the MTA's lmtp client) run as other users;
+     * access is meant to be controlled by the directory.  The mode is
+     * set through the umask at bind() time: a chmod() by path after it
+     * would follow a symbolic link that the (unprivileged) owner of the
+     * directory swapped in meanwhile, as root. */
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-        listen(fd, backlog) < 0 || set_nonblock(fd) < 0) {
+    if (fd >= 0) {
+        mode_t oldmask = umask(0);
+
+        rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+        saved = errno;
+        umask(oldmask);
+        errno = saved;
+    }
+    if (fd < 0 || rc < 0 || listen(fd, backlog) < 0 || set_nonblock(fd) < 0) {
         buf_printf(why, "bind %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return ERR_IO;
     }
-    /* Delivery agents (e.g. the MTA's lmtp client) run as other users;
-     * access is meant to be controlled by the directory. */
-    chmod(path, 0777);
     *fd_r = fd;
     return 0;
 }

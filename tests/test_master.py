@@ -2,11 +2,14 @@
 START, DAEMON, reload, shutdown, privileges and crash throttling, using
 the echod test service (tests/svc/echod.c) on the real service loop."""
 
+import fcntl
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 
@@ -146,11 +149,209 @@ def test_unix_socket_service(make_instance):
     inst.write_cyrus_conf(
         f'SERVICES {{\n  echo cmd="{program(ECHOD)}" listen="{sock}"\n}}\n')
     inst.start()
+    # Anyone may connect; the directory is what restricts access.
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o777
     with inst.connect(sock) as c:
         assert c.readline().startswith("+OK echod")
         assert c.command("x") == "ECHO x"
     inst.stop()
     assert not os.path.exists(sock)
+
+
+def build_shim(inst, name, source):
+    """Compile `source` into an LD_PRELOAD library in the instance."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("needs a C compiler for the LD_PRELOAD shim")
+    src = inst.path(name + ".c")
+    lib = inst.path(name + ".so")
+    with open(src, "w") as f:
+        f.write(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", lib, src, "-ldl"],
+                   check=True)
+    return lib
+
+
+def preload_env(lib):
+    """Environment settings that preload `lib` (also into a sanitizer
+    build, whose runtime would otherwise insist on coming first)."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": lib,
+            "ASAN_OPTIONS": (asan + ":" if asan else "")
+                            + "verify_asan_link_order=0"}
+
+
+# An LD_PRELOAD shim that, right after a Unix socket is bound, swaps the
+# socket's name for a symbolic link to $RACE_VICTIM: what the owner of
+# the socket directory (the cyrus user) could do at that moment.
+SYMLINK_SWAP_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int (*real)(int, const struct sockaddr *, socklen_t) =
+        (int (*)(int, const struct sockaddr *, socklen_t))
+        dlsym(RTLD_NEXT, "bind");
+    const char *victim = getenv("RACE_VICTIM");
+    char moved[256];
+    int r = real(fd, sa, len);
+
+    if (r == 0 && sa->sa_family == AF_UNIX && victim) {
+        const char *path = ((const struct sockaddr_un *)sa)->sun_path;
+
+        snprintf(moved, sizeof(moved), "%s.moved", path);
+        if (rename(path, moved) == 0 && symlink(victim, path) != 0)
+            abort();
+    }
+    return r;
+}
+"""
+
+
+def test_unix_socket_mode_is_not_set_through_a_symlink(make_instance,
+                                                        monkeypatch):
+    inst = make_instance()
+    shim = build_shim(inst, "swap", SYMLINK_SWAP_SHIM)
+    victim = inst.path("victim")
+    with open(victim, "w") as f:
+        f.write("secret\n")
+    sock = inst.path("run", "echo.sock")
+    inst.write_cyrus_conf(
+        f'SERVICES {{\n  echo cmd="{program(ECHOD)}" listen="{sock}"\n}}\n')
+    inst.hand_over()
+    os.chmod(victim, 0o600)
+    for key, value in preload_env(shim).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RACE_VICTIM", victim)
+    inst.start()
+    assert os.path.islink(sock)
+    # The master (root in production) must not have touched the target.
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(sock + ".moved").st_mode) == 0o777
+
+
+# Plants a hard link to $RACE_VICTIM at $RACE_READY each time that name
+# is unlinked: someone with write access to the directory winning the
+# race against the master.
+RELINK_AFTER_UNLINK_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int unlink(const char *path)
+{
+    int (*real)(const char *) =
+        (int (*)(const char *))dlsym(RTLD_NEXT, "unlink");
+    const char *ready = getenv("RACE_READY");
+    const char *victim = getenv("RACE_VICTIM");
+    int r = real(path);
+
+    if (ready && victim && !strcmp(path, ready) && link(victim, path) != 0)
+        abort();
+    return r;
+}
+"""
+
+
+def test_ready_file_is_never_written_through_a_link(make_instance,
+                                                     monkeypatch):
+    inst = make_instance(cyrus_conf="SERVICES {\n}\n")
+    shim = build_shim(inst, "relink", RELINK_AFTER_UNLINK_SHIM)
+    victim = inst.path("victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    for key, value in preload_env(shim).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RACE_READY", inst.ready_file)
+    monkeypatch.setenv("RACE_VICTIM", victim)
+    inst.start(wait=False)
+    inst.wait_for_log("master ready")
+    with open(victim) as f:
+        assert f.read() == "precious\n"
+    # The master noticed and says so instead of announcing readiness.
+    assert f"open failed path={inst.ready_file}" in inst.log()
+
+
+# Raises SIGHUP just before the service loop's wait for a connection
+# (polling fd 3 and fd 4) starts: the moment between checking for a
+# SIGHUP and sleeping, which the master's reload can hit.
+SIGHUP_BEFORE_WAIT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+static void hup_if_waiting(struct pollfd *fds, nfds_t n)
+{
+    if (n == 2 && fds[0].fd == 3 && fds[1].fd == 4)
+        kill(getpid(), SIGHUP);
+}
+
+int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    int (*real)(struct pollfd *, nfds_t, int) =
+        (int (*)(struct pollfd *, nfds_t, int))dlsym(RTLD_NEXT, "poll");
+
+    hup_if_waiting(fds, n);
+    return real(fds, n, timeout);
+}
+
+int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+          const sigset_t *mask)
+{
+    int (*real)(struct pollfd *, nfds_t, const struct timespec *,
+                const sigset_t *) =
+        (int (*)(struct pollfd *, nfds_t, const struct timespec *,
+                 const sigset_t *))dlsym(RTLD_NEXT, "ppoll");
+
+    hup_if_waiting(fds, n);
+    return real(fds, n, ts, mask);
+}
+"""
+
+
+def test_service_child_does_not_miss_an_early_sighup(make_instance):
+    inst = make_instance()
+    shim = build_shim(inst, "hup", SIGHUP_BEFORE_WAIT_SHIM)
+    inst.hand_over()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    status_rd, status_wr = os.pipe()
+
+    def fds_3_and_4():
+        # Lift both out of the way first: either may already be 3 or 4.
+        lfd = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD, 10)
+        sfd = fcntl.fcntl(status_wr, fcntl.F_DUPFD, 10)
+        os.dup2(lfd, 3)
+        os.dup2(sfd, 4)
+
+    env = dict(os.environ, CYRUS_SERVICE="echo", **preload_env(shim))
+    child = subprocess.Popen([program(ECHOD), "-C", inst.imapd_conf],
+                             env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             pass_fds=(3, 4), preexec_fn=fds_3_and_4)
+    os.close(status_wr)
+    try:
+        # Told to leave before it began waiting: it must not sit in
+        # accept() on a listener the master retired.
+        assert child.wait(timeout=5) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        listener.close()
+        os.close(status_rd)
 
 
 def test_start_runs_before_services_and_failures_are_logged(make_instance):
