@@ -1,0 +1,538 @@
+/* imapd selected state: SELECT/EXAMINE, CLOSE, UNSELECT, EXPUNGE, NOOP,
+ * the message-number map and the untagged updates that keep a client's
+ * view in step with other sessions. */
+/* Columba is free software; see COPYING for the licence. */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib/buf.h"
+#include "lib/error.h"
+#include "lib/libconfig.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "imap/mboxlist.h"
+#include "imap/seen.h"
+#include "imap/seqset.h"
+
+#include "imap/imapd.h"
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} system_flags[] = {
+    { MAILBOX_FLAG_ANSWERED, "\\Answered" },
+    { MAILBOX_FLAG_FLAGGED, "\\Flagged" },
+    { MAILBOX_FLAG_DELETED, "\\Deleted" },
+    { MAILBOX_FLAG_SEEN, "\\Seen" },
+    { MAILBOX_FLAG_DRAFT, "\\Draft" }
+};
+#define NSYSFLAGS (sizeof(system_flags) / sizeof(system_flags[0]))
+
+void imapd_format_flags(struct mailbox *mb,
+                        const struct mailbox_record *rec, struct buf *out)
+{
+    size_t start = out->len;
+    unsigned i;
+
+    buf_putc(out, '(');
+    for (i = 0; i < NSYSFLAGS; i++) {
+        if (rec->system_flags & system_flags[i].bit) {
+            if (out->len > start + 1)
+                buf_putc(out, ' ');
+            buf_appendcstr(out, system_flags[i].name);
+        }
+    }
+    for (i = 0; i < MAILBOX_MAX_USERFLAGS; i++) {
+        const char *name;
+
+        if (!(rec->user_flags[i / 32] & (1u << (i % 32))))
+            continue;
+        name = mailbox_userflag_name(mb, i);
+        if (!name)
+            continue;
+        if (out->len > start + 1)
+            buf_putc(out, ' ');
+        buf_appendcstr(out, name);
+    }
+    buf_putc(out, ')');
+}
+
+/* The FLAGS list of the mailbox (system flags and its keywords) into
+ * `out`; returns the number of keywords. */
+static unsigned mailbox_flag_list(struct mailbox *mb, struct buf *out)
+{
+    unsigned i, n = 0;
+
+    buf_appendcstr(out, "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for (i = 0; i < MAILBOX_MAX_USERFLAGS; i++) {
+        const char *name = mailbox_userflag_name(mb, i);
+
+        if (name) {
+            buf_printf(out, " %s", name);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Send FLAGS and PERMANENTFLAGS for the selected mailbox. */
+static void send_flags(struct imapd *s)
+{
+    struct buf flags = BUF_INITIALIZER;
+
+    s->sel->nkeywords = mailbox_flag_list(s->sel->mb, &flags);
+    imapd_printf(s, "* FLAGS (%s)\r\n", buf_cstring(&flags));
+    imapd_printf(s, "* OK [PERMANENTFLAGS (%s%s)] Ok\r\n",
+                 s->sel->is_readonly ? "" : buf_cstring(&flags),
+                 s->sel->is_readonly ? "" : " \\*");
+    buf_free(&flags);
+}
+
+/* New keywords (ours or another session's) change FLAGS: resend it.
+ * Keywords are never removed from a mailbox, so a count suffices. */
+static void sync_keywords(struct imapd *s)
+{
+    struct buf tmp = BUF_INITIALIZER;
+
+    if (mailbox_flag_list(s->sel->mb, &tmp) != s->sel->nkeywords)
+        send_flags(s);
+    buf_free(&tmp);
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a;
+    uint32_t y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+uint32_t imapd_msgno(const struct imapd *s, uint32_t uid)
+{
+    const uint32_t *hit;
+
+    if (!s->sel || !s->sel->exists)
+        return 0;
+    hit = bsearch(&uid, s->sel->uids, s->sel->exists, sizeof(uint32_t),
+                  cmp_uid);
+    return hit ? (uint32_t)(hit - s->sel->uids) + 1 : 0;
+}
+
+int imapd_parse_uidset(struct imapd *s, const char *text, int is_uid,
+                       struct seqset *uids)
+{
+    struct imapd_selected *sel = s->sel;
+    struct seqset set = SEQSET_INITIALIZER;
+    uint32_t maxval;
+    uint32_t i;
+    int r;
+
+    seqset_clear(uids);
+    maxval = is_uid ? (sel->exists ? sel->uids[sel->exists - 1] : 0)
+                    : sel->exists;
+    r = seqset_parse(&set, text, strlen(text), maxval, 0);
+    if (r) {
+        seqset_fini(&set);
+        imap_parse_fail(&s->parser, "Invalid sequence set");
+        return -1;
+    }
+    if (is_uid) {
+        for (i = 0; i < sel->exists; i++) {
+            if (seqset_contains(&set, sel->uids[i]))
+                seqset_add(uids, sel->uids[i], sel->uids[i]);
+        }
+    }
+    else if (seqset_last(&set) > sel->exists) {
+        seqset_fini(&set);
+        imap_parse_fail(&s->parser, "Invalid message sequence number");
+        return -1;
+    }
+    else {
+        uint32_t n;
+
+        for (n = seqset_next(&set, 0); n; n = seqset_next(&set, n))
+            seqset_add(uids, sel->uids[n - 1], sel->uids[n - 1]);
+    }
+    seqset_fini(&set);
+    return 0;
+}
+
+void imapd_apply_seen(struct imapd *s, struct mailbox_record *rec)
+{
+    if (!s->sel || !s->sel->use_seendb)
+        return;
+    if (seqset_contains(&s->sel->seen, rec->uid))
+        rec->system_flags |= MAILBOX_FLAG_SEEN;
+    else
+        rec->system_flags &= ~MAILBOX_FLAG_SEEN;
+}
+
+void imapd_set_seen(struct imapd *s, uint32_t uid, int is_seen)
+{
+    struct imapd_selected *sel = s->sel;
+
+    if (!sel || !sel->use_seendb
+        || !!seqset_contains(&sel->seen, uid) == !!is_seen)
+        return;
+    if (is_seen)
+        seqset_add(&sel->seen, uid, uid);
+    else
+        seqset_remove(&sel->seen, uid, uid);
+    sel->seen_dirty = 1;
+}
+
+/* Read the user's seen set for the selected mailbox. */
+static void seen_load(struct imapd *s)
+{
+    struct imapd_selected *sel = s->sel;
+    struct seendata sd = SEENDATA_INITIALIZER;
+    struct seen *db = NULL;
+    int r;
+
+    r = seen_open(s->userid, SEEN_CREATE, &db);
+    if (!r)
+        r = seen_read(db, mailbox_uniqueid(sel->mb), &sd);
+    if (!r && sd.seenuids)
+        r = seqset_parse(&sel->seen, sd.seenuids, strlen(sd.seenuids), 0,
+                         SEQSET_NOSTAR | SEQSET_ALLOW_EMPTY);
+    if (r)
+        xsyslog(LOG_ERR, "cannot read seen state", "user=%s mailbox=%s "
+                "error=%s", log_escape(s->userid, 0),
+                log_escape(sel->intname, 0), error_message(r));
+    seen_freedata(&sd);
+    seen_close(&db);
+}
+
+void imapd_seen_save(struct imapd *s)
+{
+    struct imapd_selected *sel = s->sel;
+    struct seendata sd = SEENDATA_INITIALIZER;
+    struct buf text = BUF_INITIALIZER;
+    struct seen *db = NULL;
+    int r;
+
+    if (!sel || !sel->seen_dirty)
+        return;
+    sel->seen_dirty = 0;
+    r = seen_open(s->userid, SEEN_CREATE, &db);
+    if (!r)
+        r = seen_lockread(db, mailbox_uniqueid(sel->mb), &sd);
+    if (!r) {
+        seqset_format(&sel->seen, &text);
+        free(sd.seenuids);
+        sd.seenuids = buf_release(&text);
+        sd.lastchange = sd.lastread = time(NULL);
+        sd.lastuid = sel->exists ? sel->uids[sel->exists - 1] : 0;
+        r = seen_write(db, mailbox_uniqueid(sel->mb), &sd);
+    }
+    if (r)
+        xsyslog(LOG_ERR, "cannot write seen state", "user=%s mailbox=%s "
+                "error=%s", log_escape(s->userid, 0),
+                log_escape(sel->intname, 0), error_message(r));
+    seen_freedata(&sd);
+    seen_close(&db);
+    buf_free(&text);
+}
+
+void imapd_deselect(struct imapd *s)
+{
+    struct imapd_selected *sel = s->sel;
+
+    if (!sel)
+        return;
+    imapd_seen_save(s);
+    seqset_fini(&sel->seen);
+    mailbox_close(&sel->mb);
+    free(sel->intname);
+    free(sel->extname);
+    free(sel->uids);
+    free(sel);
+    s->sel = NULL;
+}
+
+/* Add `uid` to the message map. */
+static void map_append(struct imapd_selected *sel, uint32_t uid)
+{
+    if (sel->exists == sel->alloc) {
+        sel->alloc = sel->alloc ? sel->alloc * 2 : 64;
+        sel->uids = xreallocarray(sel->uids, sel->alloc, sizeof(uint32_t));
+    }
+    sel->uids[sel->exists++] = uid;
+}
+
+/* One flag change to report. */
+struct flag_change {
+    uint32_t uid;
+    char *flags;
+};
+
+void imapd_sync(struct imapd *s, int allow_expunge)
+{
+    struct imapd_selected *sel = s->sel;
+    const struct mailbox_index_header *ih;
+    struct mailbox_record rec;
+    struct seqset live = SEQSET_INITIALIZER;
+    struct flag_change *changes = NULL;
+    size_t nchanges = 0;
+    uint32_t oldmax, recno, i;
+    uint32_t before;
+
+    if (!sel || mailbox_lock(sel->mb, 0))
+        return;
+    ih = mailbox_index(sel->mb);
+    oldmax = sel->exists ? sel->uids[sel->exists - 1] : 0;
+    sync_keywords(s);
+    before = sel->exists;
+
+    /* One pass over the index: live UIDs, new UIDs, changed flags. */
+    for (recno = 1; recno <= ih->num_records; recno++) {
+        if (mailbox_read_record(sel->mb, recno, &rec))
+            break;
+        if (rec.system_flags & MAILBOX_FLAG_EXPUNGED)
+            continue;
+        seqset_add(&live, rec.uid, rec.uid);
+        if (rec.uid > oldmax) {
+            map_append(sel, rec.uid);
+        }
+        else if (rec.modseq > sel->highestmodseq && imapd_msgno(s, rec.uid)) {
+            struct buf f = BUF_INITIALIZER;
+
+            imapd_apply_seen(s, &rec);
+            imapd_format_flags(sel->mb, &rec, &f);
+            changes = xreallocarray(changes, nchanges + 1, sizeof(*changes));
+            changes[nchanges].uid = rec.uid;
+            changes[nchanges++].flags = buf_release(&f);
+        }
+    }
+
+    /* Expunges go from the highest number down, so the numbers sent
+     * stay right without renumbering in between. */
+    if (allow_expunge) {
+        for (i = before; i > 0; i--) {
+            if (seqset_contains(&live, sel->uids[i - 1]))
+                continue;
+            imapd_printf(s, "* %u EXPUNGE\r\n", i);
+            memmove(sel->uids + i - 1, sel->uids + i,
+                    (sel->exists - i) * sizeof(uint32_t));
+            sel->exists--;
+            before--;
+        }
+    }
+    if (sel->exists != before)
+        imapd_printf(s, "* %u EXISTS\r\n", sel->exists);
+    for (i = 0; i < nchanges; i++) {
+        uint32_t msgno = imapd_msgno(s, changes[i].uid);
+
+        if (msgno)
+            imapd_printf(s, "* %u FETCH (UID %u FLAGS %s)\r\n", msgno,
+                         changes[i].uid, changes[i].flags);
+        free(changes[i].flags);
+    }
+    free(changes);
+    sel->highestmodseq = ih->highestmodseq;
+    mailbox_unlock(sel->mb);
+    seqset_fini(&live);
+}
+
+/* Send the untagged data of SELECT; the mailbox is locked. */
+static void select_report(struct imapd *s)
+{
+    struct imapd_selected *sel = s->sel;
+    const struct mailbox_index_header *ih = mailbox_index(sel->mb);
+    struct mailbox_record rec;
+    uint32_t recno, firstunseen = 0;
+
+    for (recno = 1; recno <= ih->num_records; recno++) {
+        if (mailbox_read_record(sel->mb, recno, &rec))
+            break;
+        if (rec.system_flags & MAILBOX_FLAG_EXPUNGED)
+            continue;
+        map_append(sel, rec.uid);
+        imapd_apply_seen(s, &rec);
+        if (!firstunseen && !(rec.system_flags & MAILBOX_FLAG_SEEN))
+            firstunseen = sel->exists;
+    }
+    sel->highestmodseq = ih->highestmodseq;
+    sel->uidvalidity = ih->uidvalidity;
+
+    send_flags(s);
+    imapd_printf(s, "* %u EXISTS\r\n* 0 RECENT\r\n", sel->exists);
+    if (firstunseen)
+        imapd_printf(s, "* OK [UNSEEN %u] Ok\r\n", firstunseen);
+    imapd_printf(s, "* OK [UIDVALIDITY %u] Ok\r\n", ih->uidvalidity);
+    imapd_printf(s, "* OK [UIDNEXT %u] Ok\r\n", ih->uidnext);
+    imapd_printf(s, "* OK [HIGHESTMODSEQ %llu] Ok\r\n",
+                 (unsigned long long)ih->highestmodseq);
+}
+
+/* SELECT name / EXAMINE name */
+void imapd_cmd_select(struct imapd *s, int c)
+{
+    struct buf ext = BUF_INITIALIZER;
+    struct mboxlist_entry *e = NULL;
+    struct mailbox *mb = NULL;
+    char *intname = NULL;
+    uint32_t rights = 0;
+    int is_examine = !strcasecmp(buf_cstring(&s->cmd), "EXAMINE");
+    int r;
+
+    if (imapd_sp(s, c))
+        goto done;
+    c = imap_parse_astring(&s->parser, &ext);
+    if (imapd_eol(s, c))
+        goto done;
+
+    /* RFC 9051 6.3.2: a SELECT leaves the old mailbox first, even when
+     * the new one fails. */
+    if (s->sel) {
+        imapd_deselect(s);
+        imapd_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
+    }
+    r = imapd_intname(s, buf_cstring(&ext), &intname);
+    if (!r)
+        r = imapd_open_mailbox(intname, 0, &e, &mb);
+    if (r == ERR_MAILBOX_BADNAME)
+        r = ERR_MAILBOX_NONEXISTENT;
+    if (!r) {
+        acl_myrights(s->auth, e->acl, intname, &rights);
+        if (!(rights & ACL_READ))
+            r = (rights & ACL_LOOKUP) ? ERR_ACL_DENIED
+                                      : ERR_MAILBOX_NONEXISTENT;
+    }
+    if (r) {
+        mailbox_close(&mb);
+        imapd_no_error(s, r);
+        goto done;
+    }
+
+    s->sel = xzmalloc(sizeof(*s->sel));
+    s->sel->mb = mb;
+    s->sel->intname = intname;
+    intname = NULL;
+    s->sel->extname = buf_release(&ext);
+    s->sel->rights = rights;
+    s->sel->is_readonly = is_examine
+        || !(rights & (ACL_WRITE | ACL_SETSEEN | ACL_DELETEMSG
+                       | ACL_EXPUNGE | ACL_INSERT));
+    s->sel->use_seendb = !mboxname_userownsmailbox(s->userid,
+                                                   s->sel->intname);
+    if (s->sel->use_seendb)
+        seen_load(s);
+    select_report(s);
+    mailbox_unlock(mb);
+    imapd_ok(s, "[%s] Completed",
+             s->sel->is_readonly ? "READ-ONLY" : "READ-WRITE");
+done:
+    mboxlist_entry_free(&e);
+    free(intname);
+    buf_free(&ext);
+}
+
+/* expunge_mode: "immediate" removes the files at once. */
+static enum mailbox_expunge_mode expunge_mode(void)
+{
+    const char *mode = config_getstring(IMAPOPT_EXPUNGE_MODE);
+
+    return mode && !strcmp(mode, "immediate") ? MAILBOX_EXPUNGE_IMMEDIATE
+                                              : MAILBOX_EXPUNGE_DELAYED;
+}
+
+/* UID EXPUNGE: only \Deleted messages in the set. */
+static int decide_uidset(struct mailbox *mb, const struct mailbox_record *rec,
+                         void *rock)
+{
+    (void)mb;
+    return (rec->system_flags & MAILBOX_FLAG_DELETED)
+           && seqset_contains(rock, rec->uid);
+}
+
+/* Expunge \Deleted messages (of `uids` when not NULL).  Returns 0 or
+ * an error. */
+static int do_expunge(struct imapd *s, struct seqset *uids, unsigned *count_r)
+{
+    struct mailbox *mb = s->sel->mb;
+    int r;
+
+    r = mailbox_lock(mb, 1);
+    if (!r)
+        r = mailbox_expunge(mb, uids ? decide_uidset : NULL, uids,
+                            expunge_mode(), count_r);
+    mailbox_unlock(mb);
+    return r;
+}
+
+/* EXPUNGE / UID EXPUNGE set */
+void imapd_cmd_expunge(struct imapd *s, int c)
+{
+    struct buf word = BUF_INITIALIZER;
+    struct seqset uids = SEQSET_INITIALIZER;
+    unsigned count = 0;
+    int r;
+
+    if (s->is_uid) {
+        if (imapd_sp(s, c))
+            goto done;
+        c = imap_parse_word(&s->parser, &word);
+        if (c == EOF || imapd_parse_uidset(s, buf_cstring(&word), 1, &uids))
+            goto done;
+    }
+    if (imapd_eol(s, c))
+        goto done;
+    if (s->sel->is_readonly) {
+        imapd_no(s, "[READ-ONLY] Mailbox is read-only");
+        goto done;
+    }
+    if (!(s->sel->rights & ACL_EXPUNGE)) {
+        imapd_no_error(s, ERR_ACL_DENIED);
+        goto done;
+    }
+    r = do_expunge(s, s->is_uid ? &uids : NULL, &count);
+    imapd_sync(s, 1);
+    if (r) {
+        imapd_no_error(s, r);
+        goto done;
+    }
+    if (count)
+        xsyslog(LOG_INFO, "expunge", "user=%s mailbox=%s count=%u",
+                log_escape(s->userid, 0), log_escape(s->sel->intname, 0),
+                count);
+    imapd_ok(s, "Completed");
+done:
+    seqset_fini(&uids);
+    buf_free(&word);
+}
+
+/* CLOSE: silent expunge, then leave the mailbox. */
+void imapd_cmd_close(struct imapd *s, int c)
+{
+    if (imapd_eol(s, c))
+        return;
+    if (!s->sel->is_readonly && (s->sel->rights & ACL_EXPUNGE))
+        do_expunge(s, NULL, NULL);
+    imapd_deselect(s);
+    imapd_ok(s, "Completed");
+}
+
+/* UNSELECT */
+void imapd_cmd_unselect(struct imapd *s, int c)
+{
+    if (imapd_eol(s, c))
+        return;
+    imapd_deselect(s);
+    imapd_ok(s, "Completed");
+}
+
+/* NOOP / CHECK: report what changed. */
+void imapd_cmd_noop(struct imapd *s, int c)
+{
+    if (imapd_eol(s, c))
+        return;
+    imapd_sync(s, 1);
+    imapd_ok(s, "Completed");
+}
