@@ -263,23 +263,52 @@ done:
     buf_free(&logline);
 }
 
-/* ENABLE capability...: nothing we offer needs enabling, so every
- * request is accepted silently with an empty ENABLED response. */
+/* The extensions ENABLE can turn on, by name. */
+static const struct {
+    const char *name;
+    unsigned bits;
+} enable_names[] = {
+    { "IMAP4rev2", IMAPD_ENABLED_IMAP4REV2 },
+    { "CONDSTORE", IMAPD_ENABLED_CONDSTORE },
+    { "QRESYNC", IMAPD_ENABLED_QRESYNC | IMAPD_ENABLED_CONDSTORE },
+    { "UTF8=ACCEPT", IMAPD_ENABLED_UTF8 },
+    { NULL, 0 }
+};
+
+/* ENABLE capability... (RFC 5161): the ENABLED response lists what this
+ * command newly turned on; unknown names are ignored. */
 static void cmd_enable(struct imapd *s, int c)
 {
     struct buf word = BUF_INITIALIZER;
+    struct buf done_list = BUF_INITIALIZER;
+    unsigned turned_on = 0;
+    int i;
 
     if (imapd_sp(s, c))
         goto done;
     do {
         c = imap_parse_atom(&s->parser, &word);
+        if (c == EOF)
+            goto done;
+        for (i = 0; enable_names[i].name; i++) {
+            unsigned bits = enable_names[i].bits;
+
+            if (strcasecmp(buf_cstring(&word), enable_names[i].name))
+                continue;
+            if (((s->enabled | turned_on) & bits) == bits)
+                break;
+            turned_on |= bits;
+            buf_printf(&done_list, " %s", enable_names[i].name);
+        }
     } while (c == ' ');
     if (imapd_eol(s, c))
         goto done;
-    imapd_printf(s, "* ENABLED\r\n");
+    s->enabled |= turned_on;
+    imapd_printf(s, "* ENABLED%s\r\n", buf_cstring(&done_list));
     imapd_ok(s, "Completed");
 done:
     buf_free(&word);
+    buf_free(&done_list);
 }
 
 /* IDLE (RFC 2177): report changes every imapidlepoll until DONE.

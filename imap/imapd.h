@@ -63,7 +63,14 @@ struct imapd {
     sasl_conn_t *sasl;
     int logout;                 /* end the session after this command */
     struct imapd_selected *sel;
+    unsigned enabled;           /* IMAPD_ENABLED_* turned on by ENABLE */
 };
+
+/* Extensions a client turns on with ENABLE (RFC 5161). */
+#define IMAPD_ENABLED_IMAP4REV2 0x1u
+#define IMAPD_ENABLED_CONDSTORE 0x2u
+#define IMAPD_ENABLED_QRESYNC 0x4u      /* implies CONDSTORE */
+#define IMAPD_ENABLED_UTF8 0x8u         /* UTF8=ACCEPT */
 
 /* Largest APPEND message accepted (maxmessagesize, or a default). */
 extern size_t imapd_max_message;
