@@ -65,6 +65,7 @@
 #include "lib/libconfig.h"
 #include "lib/log.h"
 #include "lib/strarray.h"
+#include "lib/util.h"
 #include "lib/xmalloc.h"
 
 #include "imap/acl.h"
@@ -580,20 +581,330 @@ done:
 
 /* ---- the client-facing names ---- */
 
-/* Entries a client may set while annotation_allow_undefined is off:
- * the RFC 5464 and RFC 6154 ones.  `server` says which table. */
-/* XXX: the site definitions named by annotation_definitions are not
- * read yet, so with annotation_allow_undefined off only these entries
- * can be set; parsing that file (name, scope, type, proxy, attributes,
- * rights per line) into a table consulted here would fix it. */
+/* ---- definitions: built-in and annotation_definitions ---- */
+
+/* Entries defined without any file: RFC 5464's "/comment" (mailbox and
+ * server) and "/admin" (server, shared), RFC 6154's "/specialuse"
+ * (mailbox, private), and Cyrus's per-mailbox shared-seen switch. */
+static const struct annotate_def builtin_defs[] = {
+    { (char *)"/comment", ANNOTATE_DEF_MAILBOX | ANNOTATE_DEF_SERVER,
+      ANNOTATE_TYPE_STRING, 1,
+      ANNOTATE_ATTR_SHARED | ANNOTATE_ATTR_PRIVATE, 0 },
+    { (char *)"/admin", ANNOTATE_DEF_SERVER, ANNOTATE_TYPE_STRING, 1,
+      ANNOTATE_ATTR_SHARED, 0 },
+    { (char *)SPECIALUSE_ENTRY, ANNOTATE_DEF_MAILBOX, ANNOTATE_TYPE_STRING,
+      1, ANNOTATE_ATTR_PRIVATE, 0 },
+    { (char *)ANNOTATE_SHAREDSEEN_ENTRY, ANNOTATE_DEF_MAILBOX,
+      ANNOTATE_TYPE_BOOLEAN, 1, ANNOTATE_ATTR_SHARED, ACL_ADMIN },
+};
+
+/* The site's table, read from annotation_definitions on first use. */
+static struct annotate_def *site_defs;
+static size_t site_ndefs;
+static int site_loaded;
+
+static void defs_free(struct annotate_def *defs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(defs[i].entry);
+    free(defs);
+}
+
+/* Split `line` at commas into at most `max` trimmed fields. */
+static int split_fields(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line, *end;
+
+    for (;;) {
+        char *comma = strchr(p, ',');
+
+        if (n == max)
+            return -1;
+        if (comma)
+            *comma = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        end = p + strlen(p);
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'
+                           || end[-1] == '\r'))
+            *--end = '\0';
+        fields[n++] = p;
+        if (!comma)
+            return n;
+        p = comma + 1;
+    }
+}
+
+/* The scope field: "server", "mailbox" or "message". */
+static int parse_def_scope(const char *s, unsigned *scope_r)
+{
+    if (!strcasecmp(s, "server"))
+        *scope_r = ANNOTATE_DEF_SERVER;
+    else if (!strcasecmp(s, "mailbox"))
+        *scope_r = ANNOTATE_DEF_MAILBOX;
+    else if (!strcasecmp(s, "message"))
+        *scope_r = ANNOTATE_DEF_MESSAGE;
+    else
+        return ERR_INVALID;
+    return 0;
+}
+
+static int parse_def_type(const char *s, enum annotate_type *type_r)
+{
+    if (!strcasecmp(s, "string") || !strcasecmp(s, "content-type"))
+        *type_r = ANNOTATE_TYPE_STRING;
+    else if (!strcasecmp(s, "boolean"))
+        *type_r = ANNOTATE_TYPE_BOOLEAN;
+    else if (!strcasecmp(s, "int"))
+        *type_r = ANNOTATE_TYPE_INT;
+    else if (!strcasecmp(s, "uint"))
+        *type_r = ANNOTATE_TYPE_UINT;
+    else
+        return ERR_INVALID;
+    return 0;
+}
+
+/* The attributes field: space-separated names of the attributes that
+ * may be set.  Only the values are stored; the size and content-type
+ * attributes of the old ANNOTATEMORE draft are accepted and mean
+ * nothing here. */
+static int parse_def_attribs(const char *s, unsigned *attribs_r)
+{
+    strarray_t *words = strarray_split(s, " \t", 1);
+    int i, r = 0;
+
+    *attribs_r = 0;
+    for (i = 0; !r && i < words->count; i++) {
+        const char *w = strarray_nth(words, i);
+
+        if (!strcasecmp(w, "value"))
+            *attribs_r |= ANNOTATE_ATTR_SHARED | ANNOTATE_ATTR_PRIVATE;
+        else if (!strcasecmp(w, "value.shared"))
+            *attribs_r |= ANNOTATE_ATTR_SHARED;
+        else if (!strcasecmp(w, "value.priv"))
+            *attribs_r |= ANNOTATE_ATTR_PRIVATE;
+        else if (strcasecmp(w, "none") && strcasecmp(w, "size")
+                 && strcasecmp(w, "size.shared")
+                 && strcasecmp(w, "size.priv")
+                 && strcasecmp(w, "content-type")
+                 && strcasecmp(w, "content-type.shared")
+                 && strcasecmp(w, "content-type.priv"))
+            r = ERR_INVALID;
+    }
+    strarray_free(&words);
+    return r;
+}
+
+/* Parse one definition line into *def (entry allocated).  Fills `why`
+ * on failure. */
+static int parse_def_line(char *line, struct annotate_def *def,
+                          const char **why)
+{
+    char *f[6];
+    struct buf entry = BUF_INITIALIZER;
+    uint32_t rights = 0;
+    enum annotate_scope scope;
+    int n = split_fields(line, f, 6);
+
+    memset(def, 0, sizeof(*def));
+    *why = "expected 6 comma-separated fields";
+    if (n != 6)
+        return ERR_INVALID;
+    /* The name may be given with or without "/shared" or "/private". */
+    if (annotate_parse_name(f[0], &scope, &entry)) {
+        buf_setcstr(&entry, f[0]);
+        lcase((char *)buf_cstring(&entry));
+    }
+    *why = "bad entry name";
+    if (annotate_check_entry(buf_cstring(&entry)))
+        goto fail;
+    *why = "scope is not server, mailbox or message";
+    if (parse_def_scope(f[1], &def->scopes))
+        goto fail;
+    *why = "type is not string, boolean, int or uint";
+    if (parse_def_type(f[2], &def->type))
+        goto fail;
+    *why = "proxy type is not proxy or backend_only";
+    if (!strcasecmp(f[3], "proxy"))
+        def->is_proxied = 1;
+    else if (strcasecmp(f[3], "backend_only"))
+        goto fail;
+    *why = "unknown attribute";
+    if (parse_def_attribs(f[4], &def->attribs))
+        goto fail;
+    *why = "bad rights";
+    if (*f[5] && strcmp(f[5], "-") && acl_rights_parse(f[5], &rights, NULL))
+        goto fail;
+    def->rights = rights;
+    def->entry = buf_release(&entry);
+    return 0;
+
+fail:
+    buf_free(&entry);
+    return ERR_INVALID;
+}
+
+int annotate_definitions_parse(const char *text, size_t len,
+                               const char *fname,
+                               struct annotate_def **defs_r,
+                               size_t *ndefs_r)
+{
+    struct annotate_def *defs = NULL;
+    size_t n = 0, alloc = 0, lineno = 0, pos = 0;
+    int bad = 0;
+
+    *defs_r = NULL;
+    *ndefs_r = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t linelen = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        struct annotate_def def;
+        const char *why = NULL;
+        char *line, *p;
+
+        lineno++;
+        line = xstrndup(text + pos, linelen);
+        pos += linelen + (nl ? 1 : 0);
+        for (p = line; *p == ' ' || *p == '\t'; p++)
+            ;
+        if (!*p || *p == '#' || *p == '\r') {
+            free(line);
+            continue;
+        }
+        if (linelen > ANNOTATE_DEFLINE_MAX || memchr(line, '\0', linelen)
+            || n >= ANNOTATE_DEFS_MAX) {
+            why = n >= ANNOTATE_DEFS_MAX ? "too many definitions"
+                                         : "line too long or binary";
+        }
+        else if (!parse_def_line(p, &def, &why)) {
+            why = NULL;
+            if (n == alloc) {
+                alloc = alloc ? alloc * 2 : 16;
+                defs = xreallocarray(defs, alloc, sizeof(*defs));
+            }
+            defs[n++] = def;
+        }
+        if (why) {
+            xsyslog(LOG_ERR, "annotation definition ignored",
+                    "path=%s line=%zu error=%s",
+                    log_escape(fname ? fname : "-", 0), lineno, why);
+            bad++;
+        }
+        free(line);
+    }
+    *defs_r = defs;
+    *ndefs_r = n;
+    return bad ? ERR_INVALID : 0;
+}
+
+void annotate_definitions_free(struct annotate_def **defsp, size_t n)
+{
+    if (!defsp)
+        return;
+    defs_free(*defsp, n);
+    *defsp = NULL;
+}
+
+/* Read annotation_definitions once per process (again after
+ * annotate_definitions_reset()). */
+static void load_site_defs(void)
+{
+    const char *fname = config_getstring(IMAPOPT_ANNOTATION_DEFINITIONS);
+    struct buf data = BUF_INITIALIZER;
+    int r;
+
+    if (site_loaded)
+        return;
+    site_loaded = 1;
+    if (!fname || !*fname)
+        return;
+    r = util_read_file(fname, &data, ANNOTATE_DEFFILE_MAX);
+    if (r) {
+        xsyslog(LOG_ERR, "annotation definitions not read", "path=%s "
+                "error=%s", log_escape(fname, 0), error_message(r));
+        return;
+    }
+    annotate_definitions_parse(data.s ? data.s : "", data.len, fname,
+                               &site_defs, &site_ndefs);
+    buf_free(&data);
+}
+
+void annotate_definitions_reset(void)
+{
+    defs_free(site_defs, site_ndefs);
+    site_defs = NULL;
+    site_ndefs = 0;
+    site_loaded = 0;
+}
+
+/* Find `entry` for a server or mailbox among `defs`. */
+static const struct annotate_def *find_def(const struct annotate_def *defs,
+                                           size_t n, const char *entry,
+                                           int is_server)
+{
+    unsigned want = is_server ? ANNOTATE_DEF_SERVER : ANNOTATE_DEF_MAILBOX;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((defs[i].scopes & want) && !strcmp(defs[i].entry, entry))
+            return &defs[i];
+    }
+    return NULL;
+}
+
+const struct annotate_def *annotate_find_definition(const char *entry,
+                                                    int is_server)
+{
+    const struct annotate_def *d;
+
+    if (!entry)
+        return NULL;
+    d = find_def(builtin_defs, sizeof(builtin_defs) / sizeof(builtin_defs[0]),
+                 entry, is_server);
+    if (d)
+        return d;
+    load_site_defs();
+    return find_def(site_defs, site_ndefs, entry, is_server);
+}
+
+int annotate_check_value(const struct annotate_def *def, const char *value,
+                         size_t len)
+{
+    char num[32];
+    const char *p = num;
+
+    if (!def || !value || def->type == ANNOTATE_TYPE_STRING)
+        return 0;
+    if (def->type == ANNOTATE_TYPE_BOOLEAN)
+        return (len == 4 && !strncasecmp(value, "true", 4))
+               || (len == 5 && !strncasecmp(value, "false", 5))
+               ? 0 : ERR_INVALID;
+    if (!len || len >= sizeof(num) || memchr(value, '\0', len))
+        return ERR_INVALID;
+    memcpy(num, value, len);
+    num[len] = '\0';
+    if (def->type == ANNOTATE_TYPE_INT && *p == '-')
+        p++;
+    if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 19)
+        return ERR_INVALID;
+    return 0;
+}
+
+/* May `entry` in `scope` be set by a client while
+ * annotation_allow_undefined is off? */
 static int entry_is_defined(const char *entry, enum annotate_scope scope,
                             int server)
 {
-    if (!strcmp(entry, "/comment"))
-        return 1;
-    if (server)
-        return scope == ANNOTATE_SHARED && !strcmp(entry, "/admin");
-    return scope == ANNOTATE_PRIVATE && !strcmp(entry, SPECIALUSE_ENTRY);
+    const struct annotate_def *d = annotate_find_definition(entry, server);
+
+    if (!d)
+        return 0;
+    return (d->attribs & (scope == ANNOTATE_SHARED ? ANNOTATE_ATTR_SHARED
+                                                   : ANNOTATE_ATTR_PRIVATE))
+           != 0;
 }
 
 /* Map a parsed name to the record that holds it: "/private/specialuse"
@@ -650,6 +961,13 @@ int annotate_setmetadata(const char *uniqueid, const char *name,
     if (!config_getswitch(IMAPOPT_ANNOTATION_ALLOW_UNDEFINED)
         && !entry_is_defined(ename, scope, is_server)) {
         r = ERR_PERMISSION;
+        goto done;
+    }
+    /* A defined entry's value must fit its type (empty removes). */
+    if (value && len
+        && annotate_check_value(annotate_find_definition(ename, is_server),
+                                value, len)) {
+        r = ERR_INVALID;
         goto done;
     }
     if (is_specialuse(uniqueid, ename)) {
@@ -1119,4 +1437,57 @@ int annotate_get_specialuse(const char *uniqueid, struct buf *out)
         return ERR_INVALID;
     return annotate_get(uniqueid, SPECIALUSE_ENTRY, ANNOTATE_SHARED, NULL,
                         out, NULL);
+}
+
+struct usage_rock {
+    int64_t bytes;
+};
+
+static int usage_cb(void *rock, const char *key, size_t keylen,
+                    const char *data, size_t datalen)
+{
+    struct usage_rock *ur = rock;
+    const char *val = NULL;
+    size_t vallen = 0;
+    uint64_t modseq = 0;
+
+    (void)key;
+    (void)keylen;
+    if (!decode_value(data, datalen, &modseq, &val, &vallen))
+        ur->bytes += (int64_t)vallen;
+    return 0;
+}
+
+int annotate_mailbox_usage(const char *uniqueid, int64_t *bytes_r)
+{
+    struct buf prefix = BUF_INITIALIZER;
+    struct usage_rock ur = { 0 };
+    int r;
+
+    *bytes_r = 0;
+    if (!uniqueid || !*uniqueid)
+        return ERR_INVALID;
+    r = mailbox_prefix(uniqueid, &prefix);
+    if (!r)
+        r = open_db();
+    if (!r)
+        r = cyrusdb_foreach(adb, prefix.s, prefix.len, NULL, usage_cb, &ur,
+                            NULL);
+    if (!r)
+        *bytes_r = ur.bytes;
+    buf_free(&prefix);
+    return r;
+}
+
+int annotate_is_sharedseen(const char *uniqueid)
+{
+    struct buf val = BUF_INITIALIZER;
+    int is_on = 0;
+
+    if (uniqueid && *uniqueid
+        && !annotate_get(uniqueid, ANNOTATE_SHAREDSEEN_ENTRY,
+                         ANNOTATE_SHARED, NULL, &val, NULL))
+        is_on = val.len == 4 && !strncasecmp(val.s, "true", 4);
+    buf_free(&val);
+    return is_on;
 }

@@ -180,4 +180,104 @@ int annotate_specialuse_check(const char *value, size_t len,
  * when it has none, or as annotate_get. */
 int annotate_get_specialuse(const char *uniqueid, struct buf *out);
 
+/* ---- Definitions (which entries clients may set) ----
+ *
+ * With annotation_allow_undefined off, SETMETADATA accepts only defined
+ * entries: the built-in ones ("/comment"; "/admin" on the server;
+ * "/specialuse"; ANNOTATE_SHAREDSEEN_ENTRY on mailboxes) and those of
+ * the file named by annotation_definitions.  That file is read once per
+ * process.  Each line that is not empty and does not start with '#'
+ * defines one entry as six comma-separated fields (blanks around a
+ * field ignored; keywords in any case):
+ *
+ *   name, scope, type, proxy, attributes, rights
+ *
+ *   name        the entry, e.g. "/vendor/example/color" (a "/shared" or
+ *               "/private" prefix is dropped); compared without case
+ *   scope       server | mailbox | message (message entries are kept
+ *               but never match SETMETADATA)
+ *   type        string | boolean | int | uint (content-type: string);
+ *               a value set must fit it (boolean: "true" or "false")
+ *   proxy       proxy | backend_only
+ *   attributes  space-separated: value (both), value.shared,
+ *               value.priv; size*, content-type* and none are accepted
+ *               and add nothing
+ *   rights      ACL letters the setter of a shared value needs beyond
+ *               the usual ones (imap/acl.h), empty or "-" for none;
+ *               reported in the definition for the daemons to check
+ *
+ * A line that does not parse is logged with its number and skipped. */
+
+/* The entry of Cyrus's per-mailbox shared seen state switch (shared
+ * scope, boolean): "true" keeps \Seen in the index for every user. */
+#define ANNOTATE_SHAREDSEEN_ENTRY "/vendor/cmu/cyrus-imapd/sharedseen"
+
+/* Bounds of the definitions file. */
+#define ANNOTATE_DEFFILE_MAX (1024 * 1024)
+#define ANNOTATE_DEFLINE_MAX 4096
+#define ANNOTATE_DEFS_MAX 10000
+
+/* Scopes a definition covers (bits). */
+#define ANNOTATE_DEF_SERVER 0x1u
+#define ANNOTATE_DEF_MAILBOX 0x2u
+#define ANNOTATE_DEF_MESSAGE 0x4u
+
+/* Attributes a definition allows (bits). */
+#define ANNOTATE_ATTR_SHARED 0x1u
+#define ANNOTATE_ATTR_PRIVATE 0x2u
+
+enum annotate_type {
+    ANNOTATE_TYPE_STRING = 0,
+    ANNOTATE_TYPE_BOOLEAN,
+    ANNOTATE_TYPE_INT,
+    ANNOTATE_TYPE_UINT
+};
+
+/* One defined entry. */
+struct annotate_def {
+    char *entry;                /* lower case, no scope prefix */
+    unsigned scopes;            /* ANNOTATE_DEF_* */
+    enum annotate_type type;
+    int is_proxied;             /* "proxy" (else backend_only) */
+    unsigned attribs;           /* ANNOTATE_ATTR_* */
+    uint32_t rights;            /* ACL_* bits needed; 0 none */
+};
+
+/* Parse `len` bytes of definitions (the format above; `fname` names
+ * them in log lines).  Sets *defs_r (free with
+ * annotate_definitions_free()) and *ndefs_r to the good lines.
+ * Returns 0, or ERR_INVALID when some line was skipped (the good ones
+ * are still returned). */
+int annotate_definitions_parse(const char *text, size_t len,
+                               const char *fname,
+                               struct annotate_def **defs_r,
+                               size_t *ndefs_r);
+
+/* Free `n` definitions and clear *defsp; NULL accepted. */
+void annotate_definitions_free(struct annotate_def **defsp, size_t n);
+
+/* Forget the definitions read from annotation_definitions, so the next
+ * lookup reads the file again (configuration reload, tests). */
+void annotate_definitions_reset(void);
+
+/* The definition of `entry` (lower case, no scope prefix) for the
+ * server (`is_server`) or a mailbox: built-in first, then the site's;
+ * NULL when undefined.  Owned by the module. */
+const struct annotate_def *annotate_find_definition(const char *entry,
+                                                    int is_server);
+
+/* Does `len` bytes of `value` fit `def`'s type?  A NULL definition or
+ * value, or a string type, always fits.  Returns 0 or ERR_INVALID. */
+int annotate_check_value(const struct annotate_def *def, const char *value,
+                         size_t len);
+
+/* The value bytes stored for mailbox `uniqueid`, shared and private,
+ * as ANNOTATION-STORAGE counts them (quota -f).  Returns 0 with
+ * *bytes_r, ERR_INVALID, or a database error. */
+int annotate_mailbox_usage(const char *uniqueid, int64_t *bytes_r);
+
+/* Is ANNOTATE_SHAREDSEEN_ENTRY "true" on mailbox `uniqueid`?  1 or 0
+ * (also 0 when it cannot be read). */
+int annotate_is_sharedseen(const char *uniqueid);
+
 #endif /* COLUMBA_IMAP_ANNOTATE_H */

@@ -13,17 +13,19 @@
  * append_commit: (1) mailbox_append_commit(): files, cache, records and
  *                index header fsynced, in that order; from here the
  *                message exists and the caller may acknowledge it.
- *                (2) mailbox lock released.  (3) quota_update_usage()
- *                adds the bytes and message count to the quota root.
+ *                (2) mailbox lock released, and with it (imap/mailbox.c)
+ *                the bytes and message count added to the quota root.
  *
  * A crash before (1) completes loses nothing that was acknowledged: the
  * client was not told, and the next writer of the mailbox drops the
- * leftovers.  A crash between (1) and (3) leaves a stored message that
+ * leftovers.  A crash between (1) and (2) leaves a stored message that
  * its quota root does not count yet: usage is under-counted until
  * `quota -f` recounts from the mailboxes.  Counting the quota first
  * would instead over-count on a crash (also repaired by `quota -f`),
  * but would make a quota database failure able to refuse, or worse
  * undo, a message the mailbox already holds; the message always wins.
+ * The mailbox layer counts every change of its records the same way,
+ * so expunges (either mode) give the usage back.
  *
  * Quota semantics
  * ===============
@@ -323,25 +325,16 @@ unsigned append_count(const struct append_state *as)
 int append_commit(struct append_state **asp)
 {
     struct append_state *as = asp ? *asp : NULL;
-    int64_t deltas[QUOTA_NUMRESOURCES] = { 0 };
     int r;
 
     if (!as)
         return 0;
 
-    /* (1) durable, (2) unlocked, (3) counted: see the design comment. */
+    /* (1) durable, (2) unlocked and counted: see the design comment. */
     r = mailbox_append_commit(&as->txn);
     mailbox_close(&as->mb);
     if (r)
         goto done;
-    if (as->has_root && as->pending_msgs) {
-        deltas[QUOTA_STORAGE] = as->pending_bytes;
-        deltas[QUOTA_MESSAGE] = as->pending_msgs;
-        if (quota_update_usage(as->quota.root, deltas, NULL))
-            xsyslog(LOG_ERR, "quota usage not updated; run quota -f",
-                    "root=%s mailbox=%s", log_escape(as->quota.root, 0),
-                    log_escape(as->mboxname, 0));
-    }
     xsyslog(LOG_DEBUG, "append committed", "user=%s mailbox=%s count=%lld",
             log_escape(as->userid, 0), log_escape(as->mboxname, 0),
             (long long)as->pending_msgs);

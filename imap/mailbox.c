@@ -92,15 +92,18 @@
  *
  * Write order and crashes
  * -----------------------
- * Append: message files are written (hard-linked from the staging file
- * when possible), cache records are appended past the cache size, index
- * records past num_records.  Commit then fsyncs the message files and
- * directory, the cache, the index records, and only then writes the
- * index header with the new num_records, UIDNEXT, counts and cache size,
- * and fsyncs it.  A crash before the header write leaves bytes past
- * num_records and past the cache size that nothing refers to: the next
- * writer truncates them, and reuses the UIDs (a leftover "<uid>." file
- * is replaced).  Before the header write no client was told of them.
+ * Append: per message, its cache record is appended past the cache
+ * size, then its file is written (hard-linked from the staging file
+ * when possible); index records go past num_records.  Commit then
+ * fdatasyncs the message files (from several threads at once: see
+ * imap/mailbox_append.c), fsyncs the directory once, then the cache, the index records, and only then
+ * writes the index header with the new num_records, UIDNEXT, counts and
+ * cache size, and fsyncs it.  A crash before the header write leaves
+ * bytes past num_records and past the cache size that nothing refers
+ * to: the next writer truncates them and, since cache bytes come before
+ * every file, then removes any "<uid>." at or above UIDNEXT, so the
+ * UIDs are reused and reconstruct finds nothing left over.  Before the
+ * header write no client was told of them.
  *
  * In-place changes (flags, expunge, unlink): before the first one under
  * an exclusive lock, the header is written with the DIRTY flag and
@@ -116,6 +119,24 @@
  * g+1; the next opener finds cyrus.index.NEW of generation g+1 and
  * renames it into place (roll forward).  The new index is locked before
  * it is renamed, so nobody sees it unlocked.
+ *
+ * Metapartition
+ * -------------
+ * With metapartition-<name> and metapartition_files set, the files
+ * listed there (cyrus.header, cyrus.index, cyrus.cache and their .NEW
+ * companions) live in the same relative directory below the
+ * metapartition; message files stay in the data directory.  Callers
+ * name a mailbox by its data directory only: the metadata directory is
+ * derived from it at open (mboxname_datapath_to_metadir()).
+ *
+ * Quota
+ * -----
+ * The index header's quota_used and exists cover the non-expunged
+ * records.  Each commit notes how far they moved since the exclusive
+ * lock was taken; when the locks are released the sum goes to the
+ * mailbox's quota root, so appends, expunges of either mode and
+ * unexpunges keep the root right.  Whole-mailbox changes (create,
+ * delete, rename) are imap/mboxlist's to account.
  *
  * Stable ids
  * ----------
@@ -141,16 +162,21 @@
 
 #include "lib/cyr_lock.h"
 #include "lib/error.h"
+#include "lib/libconfig.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xmalloc.h"
 
+#include "imap/annotate.h"
 #include "imap/mailbox.h"
 #include "imap/mailbox_internal.h"
+#include "imap/mboxname.h"
+#include "imap/quota.h"
 
 #define HEADER_MAGIC "Columba mailbox header"
 #define HEADER_CRCLINE_LEN 13   /* "crc\t" 8 hex digits "\n" */
 
+static int is_quota_tracked = 1;
 static mailbox_change_hook_t *change_hook;
 static void *change_hook_rock;
 static void (*test_hook)(const char *point);
@@ -240,11 +266,37 @@ int mailbox_type_parse(const char *name, enum mailbox_type *type_r)
     return ERR_INVALID;
 }
 
+void mailbox_set_paths(struct mailbox *mb, const char *path)
+{
+    struct buf meta = BUF_INITIALIZER;
+
+    free(mb->path);
+    free(mb->metapath);
+    mb->path = xstrdup(path);
+    mb->metapath = NULL;
+    if (!mboxname_datapath_to_metadir(path, &meta)
+        && strcmp(buf_cstring(&meta), path))
+        mb->metapath = buf_release(&meta);
+    buf_free(&meta);
+}
+
+const char *mailbox_file_dir(const struct mailbox *mb, const char *fname)
+{
+    if (mb->metapath && mboxname_is_metafile(fname))
+        return mb->metapath;
+    return mb->path;
+}
+
 void mailbox_file_path(const struct mailbox *mb, const char *fname,
                        struct buf *out)
 {
     buf_reset(out);
-    buf_printf(out, "%s/%s", mb->path, fname);
+    buf_printf(out, "%s/%s", mailbox_file_dir(mb, fname), fname);
+}
+
+const char *mailbox_metapath(const struct mailbox *mb)
+{
+    return mb->metapath ? mb->metapath : mb->path;
 }
 
 void mailbox_message_path(const struct mailbox *mb, uint32_t uid,
@@ -518,6 +570,63 @@ int mailbox_header_write(struct mailbox *mb)
 }
 
 /* ---------------------------------------------------------------- */
+/* Quota                                                              */
+
+void mailbox_set_quota_tracking(int is_on)
+{
+    is_quota_tracked = is_on;
+}
+
+void mailbox_quota_rebase(struct mailbox *mb)
+{
+    mb->quota_base_used = mb->ih.quota_used;
+    mb->quota_base_exists = mb->ih.exists;
+}
+
+/* A commit made the index header durable: remember how far its usage
+ * moved since the last one. */
+static void quota_note_commit(struct mailbox *mb)
+{
+    mb->quota_pending_used += (int64_t)mb->ih.quota_used
+                              - (int64_t)mb->quota_base_used;
+    mb->quota_pending_exists += (int64_t)mb->ih.exists
+                                - (int64_t)mb->quota_base_exists;
+    mailbox_quota_rebase(mb);
+}
+
+/* Hand the committed usage change to the quota root of the mailbox.
+ * Called with the mailbox locks released, so the quota database lock
+ * is never waited for while holding them.  A crash before this leaves
+ * the root under- or over-counted until `quota -f`; the mailbox is
+ * what counts. */
+static void quota_flush(struct mailbox *mb)
+{
+    int64_t deltas[QUOTA_NUMRESOURCES] = { 0 };
+    char *root = NULL;
+    int r;
+
+    if (!mb->quota_pending_used && !mb->quota_pending_exists)
+        return;
+    deltas[QUOTA_STORAGE] = mb->quota_pending_used;
+    deltas[QUOTA_MESSAGE] = mb->quota_pending_exists;
+    mb->quota_pending_used = mb->quota_pending_exists = 0;
+
+    /* Deleted mailboxes count against nothing; without a configuration
+     * directory (bare mailbox files, benchmarks) there is no quota. */
+    if (!is_quota_tracked || !mb->name || !config_dir()
+        || mboxname_isdeletedmailbox(mb->name, NULL))
+        return;
+    r = quota_find_root(mb->name, &root);
+    if (!r)
+        r = quota_update_usage(root, deltas, NULL);
+    if (r && r != ERR_QUOTA_ROOT_NONEXISTENT && r != ERR_INVALID)
+        xsyslog(LOG_ERR, "quota usage not updated; run quota -f",
+                "mailbox=%s error=%s", log_escape(mb->name, 0),
+                error_message(r));
+    free(root);
+}
+
+/* ---------------------------------------------------------------- */
 /* Locking                                                            */
 
 int mailbox_header_lock(struct mailbox *mb, int is_exclusive)
@@ -641,6 +750,7 @@ int mailbox_unlock(struct mailbox *mb)
         close(mb->header_fd);
     mb->header_fd = -1;
     mb->lockstate = MBLOCK_NONE;
+    quota_flush(mb);
     return r;
 }
 
@@ -657,7 +767,7 @@ static int open_common(const char *path, int is_exclusive,
     if (!path || !*path)
         return ERR_INVALID;
     mb = xzmalloc(sizeof(*mb));
-    mb->path = xstrdup(path);
+    mailbox_set_paths(mb, path);
     mb->header_fd = -1;
     r = mailbox_lock(mb, is_exclusive);
     if (r) {
@@ -702,6 +812,7 @@ int mailbox_commit(struct mailbox *mb)
         return r;
     mb->is_changed = 0;
     mb->is_dirty_on_disk = 0;
+    quota_note_commit(mb);
     flush_events(mb);
     return 0;
 }
@@ -718,6 +829,7 @@ void mailbox_close(struct mailbox **mbp)
     header_clear(mb);
     free(mb->events);
     free(mb->path);
+    free(mb->metapath);
     free(mb);
     *mbp = NULL;
 }
@@ -753,6 +865,20 @@ enum mailbox_type mailbox_type(const struct mailbox *mb)
 const struct mailbox_index_header *mailbox_index(const struct mailbox *mb)
 {
     return &mb->ih;
+}
+
+int mailbox_uses_sharedseen(const struct mailbox *mb)
+{
+    return mb && config_dir() && annotate_is_sharedseen(mb->uniqueid);
+}
+
+int mailbox_seen_in_index(const struct mailbox *mb, const char *userid)
+{
+    if (!mb)
+        return 0;
+    if (userid && mb->name && mboxname_userownsmailbox(userid, mb->name))
+        return 1;
+    return mailbox_uses_sharedseen(mb);
 }
 
 const char *mailbox_userflag_name(const struct mailbox *mb, unsigned idx)
@@ -871,7 +997,7 @@ int mailbox_read_header_info(const char *path,
     if (!path || !*path)
         return ERR_INVALID;
     mb = xzmalloc(sizeof(*mb));
-    mb->path = xstrdup(path);
+    mailbox_set_paths(mb, path);
     mb->header_fd = -1;
     r = mailbox_header_lock(mb, 0);
     if (!r) {
@@ -962,7 +1088,7 @@ int mailbox_create(const char *name, const char *path, enum mailbox_type type,
         return ERR_INVALID;
 
     mb = xzmalloc(sizeof(*mb));
-    mb->path = xstrdup(path);
+    mailbox_set_paths(mb, path);
     mb->header_fd = -1;
     mb->name = xstrdup(name);
     mb->type = type;
@@ -973,6 +1099,8 @@ int mailbox_create(const char *name, const char *path, enum mailbox_type type,
         goto done;
 
     r = util_mkdir_p(path);
+    if (!r && mb->metapath)
+        r = util_mkdir_p(mb->metapath);
     if (r)
         goto done;
     mailbox_file_path(mb, MAILBOX_FNAME_HEADER, &hpath);
@@ -1068,6 +1196,9 @@ int mailbox_delete(struct mailbox **mbp)
     }
     if (!r && rmdir(mb->path) < 0 && errno != ENOTEMPTY && errno != EEXIST)
         xsyslog_syscall("rmdir", "path", mb->path);
+    if (!r && mb->metapath && rmdir(mb->metapath) < 0 && errno != ENOTEMPTY
+        && errno != EEXIST && errno != ENOENT)
+        xsyslog_syscall("rmdir", "path", mb->metapath);
     if (!r) {
         xsyslog(LOG_NOTICE, "mailbox deleted", "mailbox=%s uniqueid=%s",
                 log_escape(mb->name, 0), mb->uniqueid);

@@ -144,6 +144,18 @@ typedef void mailbox_change_hook_t(const char *event, const char *mboxname,
 /* Register (or with NULL remove) the process-wide change hook. */
 void mailbox_set_change_hook(mailbox_change_hook_t *hook, void *rock);
 
+/* Quota accounting.  Every commit that changes the index header's
+ * quota_used or exists (append, expunge in either mode, unexpunge)
+ * records the change, and when the mailbox locks are released the
+ * change is added to the quota root of the mailbox's name (nothing for
+ * a deleted mailbox, a name under no root, or a process without a
+ * configuration directory).  So a quota root counts the bytes and
+ * messages of the non-expunged records of its mailboxes; creating,
+ * deleting and renaming whole mailboxes is accounted by imap/mboxlist.
+ * On by default; `is_on` 0 turns it off for this process (tools that
+ * recount themselves). */
+void mailbox_set_quota_tracking(int is_on);
+
 /* Tests only: called with a point name ("append:before-commit",
  * "commit:before-header", "repack:before-index-rename") at crash-relevant
  * moments, so a test can kill the process there.  NULL removes it. */
@@ -197,10 +209,29 @@ int mailbox_commit(struct mailbox *mb);
 /* Accessors; strings belong to the mailbox. */
 const char *mailbox_name(const struct mailbox *mb);
 const char *mailbox_path(const struct mailbox *mb);
+/* The directory holding the metadata files on the metapartition
+ * (metapartition-<name> with metapartition_files set), else the same as
+ * mailbox_path().  Every open and create takes it from the data path
+ * given (mboxname_datapath_to_metadir()); the files listed in
+ * metapartition_files (header, index, cache) live there. */
+const char *mailbox_metapath(const struct mailbox *mb);
 const char *mailbox_uniqueid(const struct mailbox *mb);
 const char *mailbox_acl(const struct mailbox *mb);
 enum mailbox_type mailbox_type(const struct mailbox *mb);
 const struct mailbox_index_header *mailbox_index(const struct mailbox *mb);
+
+/* Shared seen state: is the mailbox's /vendor/cmu/cyrus-imapd/sharedseen
+ * annotation "true"?  Then \Seen is kept in the index records for every
+ * user instead of in each reader's seen database.  Read from
+ * annotations.db at each call (imapd asks once per SELECT).  Returns 1
+ * or 0 (also when the annotation cannot be read). */
+int mailbox_uses_sharedseen(const struct mailbox *mb);
+
+/* Does `userid`'s \Seen live in the index records of `mb`?  True for
+ * the owner of the mailbox (Cyrus keeps the owner's seen state there)
+ * and for everyone when mailbox_uses_sharedseen(); otherwise the user's
+ * seen database (imap/seen.h) holds it.  Returns 1 or 0. */
+int mailbox_seen_in_index(const struct mailbox *mb, const char *userid);
 
 /* The name of user flag `idx`, or NULL for a free slot. */
 const char *mailbox_userflag_name(const struct mailbox *mb, unsigned idx);
@@ -290,6 +321,14 @@ int mailbox_expunge(struct mailbox *mb, mailbox_expunge_decide_t *decide,
  * job).  Sets *count_r (may be NULL). */
 int mailbox_unlink_expunged(struct mailbox *mb, time_t before,
                             unsigned *count_r);
+
+/* Retire the expunged record of `uid` now rather than at the next
+ * cyr_expire: its message file is removed and it is marked unlinked
+ * (unexpunge does this once it has restored a copy).  Already unlinked
+ * is fine.  Requires the exclusive lock; durable at mailbox_commit().
+ * Returns 0, ERR_NOTFOUND (no such record), ERR_INVALID (not
+ * expunged), ERR_MAILBOX_NOTLOCKED, ERR_CORRUPT or ERR_IO. */
+int mailbox_unlink_record(struct mailbox *mb, uint32_t uid);
 
 /* Rewrite index and cache without the unlinked records, as a new
  * generation, replacing both files atomically.  Requires the exclusive

@@ -7,6 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -22,11 +26,17 @@
 #include "imap/mailbox.h"
 #include "imap/mailbox_internal.h"
 
+/* Message files whose descriptor a transaction keeps open for the
+ * commit's fdatasync; past this many, files are reopened to be synced. */
+#define APPEND_MAX_OPEN_FILES 256
+
 struct mailbox_append {
     struct mailbox *mb;
     struct mailbox_record *recs;    /* added so far, in UID order */
+    int *fds;                       /* per record: its file, or -1 */
     size_t nrecs;
     size_t recs_alloc;
+    size_t nopen;                   /* fds >= 0 */
     uint64_t cache_start;           /* cache size when we began */
     uint64_t cache_end;             /* where the next record goes */
     struct buf scratch;
@@ -95,12 +105,17 @@ done:
 }
 
 /* Write `len` bytes to a new file at `path`; a file left there by a
- * crashed append of the same UID is replaced. */
-static int write_new_file(const char *path, const char *data, size_t len)
+ * crashed append of the same UID is replaced.  With `fd_r` non-NULL the
+ * descriptor stays open for the commit's sync and is returned there;
+ * otherwise it is closed. */
+static int write_new_file(const char *path, const char *data, size_t len,
+                          int *fd_r)
 {
     int fd, tries, r = 0;
     size_t done = 0;
 
+    if (fd_r)
+        *fd_r = -1;
     for (tries = 0; ; tries++) {
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   0600);
@@ -124,6 +139,10 @@ static int write_new_file(const char *path, const char *data, size_t len)
         }
         done += (size_t)n;
     }
+    if (!r && fd_r) {
+        *fd_r = fd;
+        return 0;
+    }
     if (close(fd) < 0 && !r) {
         xsyslog_syscall("close", "path", path);
         r = ERR_IO;
@@ -134,14 +153,17 @@ static int write_new_file(const char *path, const char *data, size_t len)
 }
 
 /* Hard-link the staging file into place (single-instance store); when
- * the file system refuses, copy the bytes instead. */
+ * the file system refuses, copy the bytes instead.  *fd_r as for
+ * write_new_file() (a linked file is reopened at commit instead). */
 static int store_file(const char *dest, const char *msgfile,
-                      const struct msgdata *md)
+                      const struct msgdata *md, int *fd_r)
 {
     int tries;
 
+    if (fd_r)
+        *fd_r = -1;
     if (!msgfile)
-        return write_new_file(dest, md->base, md->len);
+        return write_new_file(dest, md->base, md->len, fd_r);
     for (tries = 0; tries < 2; tries++) {
         if (link(msgfile, dest) == 0)
             return 0;
@@ -151,7 +173,7 @@ static int store_file(const char *dest, const char *msgfile,
     }
     if (errno == EXDEV || errno == EPERM || errno == EMLINK
         || errno == ENOTSUP || errno == EEXIST)
-        return write_new_file(dest, md->base, md->len);
+        return write_new_file(dest, md->base, md->len, fd_r);
     xsyslog_syscall("link", "path", dest);
     return ERR_IO;
 }
@@ -220,29 +242,33 @@ static int msgdata_load(const char *msgfile, const char *base, size_t len,
     return (uint64_t)len >= UINT32_MAX ? ERR_TOOBIG : 0;
 }
 
-/* Store the message file and its cache record for `rec`. */
+/* Store the cache record and the message file for `rec`; *fd_r gets
+ * the file's descriptor when it is kept open for the commit, else -1.
+ * The cache record goes first: a crash that leaves the file always
+ * leaves cache bytes past the committed size too, which is how the
+ * next writer knows to look for the file (see index_recover()). */
 static int store_message(struct mailbox_append *txn,
                          struct mailbox_record *rec, const char *msgfile,
-                         const struct msgdata *md, const struct message *msg)
+                         const struct msgdata *md, const struct message *msg,
+                         int *fd_r)
 {
     struct mailbox *mb = txn->mb;
     struct buf path = BUF_INITIALIZER;
     int r;
 
-    mailbox_message_path(mb, rec->uid, &path);
-    r = store_file(buf_cstring(&path), msgfile, md);
-    if (r)
-        goto done;
-
-    /* The cache record goes past the committed cache size. */
+    *fd_r = -1;
     buf_reset(&txn->scratch);
     cache_build_record(msg, rec->uid, &txn->scratch);
     r = mappedfile_pwrite(mb->cache, txn->scratch.s, txn->scratch.len,
                           (size_t)txn->cache_end);
-    if (r) {
-        unlink(buf_cstring(&path));
+    if (r)
         goto done;
-    }
+
+    mailbox_message_path(mb, rec->uid, &path);
+    r = store_file(buf_cstring(&path), msgfile, md,
+                   txn->nopen < APPEND_MAX_OPEN_FILES ? fd_r : NULL);
+    if (r)
+        goto done;          /* the cache bytes are overwritten next */
     rec->cache_offset = txn->cache_end;
     txn->cache_end += txn->scratch.len;
 
@@ -259,6 +285,7 @@ int mailbox_append_add(struct mailbox_append *txn, const char *msgfile,
     struct mailbox_record rec;
     struct msgdata md;
     struct message *msg = NULL;
+    int fd = -1;
     int r;
 
     if (!txn)
@@ -284,7 +311,7 @@ int mailbox_append_add(struct mailbox_append *txn, const char *msgfile,
     rec.last_updated = rec.savedate;
     r = append_fill_record(&rec, msg, md.base, md.len);
     if (!r)
-        r = store_message(txn, &rec, msgfile, &md, msg);
+        r = store_message(txn, &rec, msgfile, &md, msg, &fd);
     if (r)
         goto done;
 
@@ -292,7 +319,12 @@ int mailbox_append_add(struct mailbox_append *txn, const char *msgfile,
         txn->recs_alloc = txn->recs_alloc ? 2 * txn->recs_alloc : 16;
         txn->recs = xreallocarray(txn->recs, txn->recs_alloc,
                                   sizeof(*txn->recs));
+        txn->fds = xreallocarray(txn->fds, txn->recs_alloc,
+                                 sizeof(*txn->fds));
     }
+    txn->fds[txn->nrecs] = fd;
+    if (fd >= 0)
+        txn->nopen++;
     txn->recs[txn->nrecs++] = rec;
     if (uid_r)
         *uid_r = rec.uid;
@@ -304,21 +336,137 @@ done:
     return r;
 }
 
-/* fsync every new message file, then the directory holding them. */
+/* Parallel sync.  Each fdatasync ends in a flush of the device's write
+ * cache, and one after the other they cost a flush per message; issued
+ * from several threads at once the kernel merges the flushes (on this
+ * project's test VM the commit of a 3000-message batch went from about
+ * 5k to 13-19k files/s; tools/bench/storebench).  The threads live only
+ * inside one commit, with every
+ * signal blocked, touch nothing but their descriptors, and never log;
+ * the calling thread reports the first failure after joining them. */
+#define SYNC_THREADS_MAX 8
+#define SYNC_THREADS_MIN_FILES 4    /* fewer files: sync them here */
+
+struct sync_job {
+    struct mailbox_append *txn;
+    pthread_mutex_t lock;
+    size_t next;                    /* next record to sync */
+    size_t failed_at;               /* first failure, or nrecs */
+    int failed_errno;
+};
+
+/* Make the file of record `i` durable; returns 0 or an errno value. */
+static int sync_one(struct mailbox_append *txn, size_t i)
+{
+    char path[PATH_MAX];
+    int fd, err = 0;
+
+    if (txn->fds[i] >= 0)
+        return fdatasync(txn->fds[i]) < 0 ? errno : 0;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%u.", txn->mb->path,
+                         txn->recs[i].uid) >= sizeof(path))
+        return ENAMETOOLONG;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno;
+    if (fsync(fd) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
+static void *sync_worker(void *arg)
+{
+    struct sync_job *job = arg;
+    size_t i;
+    int err;
+
+    for (;;) {
+        pthread_mutex_lock(&job->lock);
+        i = job->next++;
+        pthread_mutex_unlock(&job->lock);
+        if (i >= job->txn->nrecs)
+            return NULL;
+        err = sync_one(job->txn, i);
+        if (err) {
+            pthread_mutex_lock(&job->lock);
+            if (i < job->failed_at) {
+                job->failed_at = i;
+                job->failed_errno = err;
+            }
+            pthread_mutex_unlock(&job->lock);
+        }
+    }
+}
+
+/* Run sync_worker() in up to SYNC_THREADS_MAX threads, this one
+ * included; a thread that cannot be started leaves its share to the
+ * others. */
+static void sync_in_threads(struct sync_job *job)
+{
+    pthread_t threads[SYNC_THREADS_MAX - 1];
+    sigset_t all, old;
+    size_t want = job->txn->nrecs / 2, i, started = 0;
+
+    if (want > SYNC_THREADS_MAX - 1)
+        want = SYNC_THREADS_MAX - 1;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (i = 0; i < want; i++) {
+        if (pthread_create(&threads[started], NULL, sync_worker, job))
+            break;
+        started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sync_worker(job);
+    for (i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+}
+
+/* Make every new message file durable, then the directory holding
+ * them, once.  Files written here are still open; hard-linked files
+ * (and any past APPEND_MAX_OPEN_FILES) are reopened and fsynced. */
 static int sync_message_files(struct mailbox_append *txn)
 {
+    struct sync_job job;
     struct buf path = BUF_INITIALIZER;
-    size_t i;
     int r = 0;
 
-    for (i = 0; !r && i < txn->nrecs; i++) {
-        mailbox_message_path(txn->mb, txn->recs[i].uid, &path);
-        r = mailbox_fsync_path(buf_cstring(&path), 0);
+    if (!txn->nrecs)
+        return 0;
+    memset(&job, 0, sizeof(job));
+    job.txn = txn;
+    job.failed_at = txn->nrecs;
+    pthread_mutex_init(&job.lock, NULL);
+    if (txn->nrecs < SYNC_THREADS_MIN_FILES)
+        sync_worker(&job);
+    else
+        sync_in_threads(&job);
+    pthread_mutex_destroy(&job.lock);
+
+    if (job.failed_at < txn->nrecs) {
+        mailbox_message_path(txn->mb, txn->recs[job.failed_at].uid, &path);
+        xsyslog(LOG_ERR, "message file sync failed", "path=%s error=%s",
+                buf_cstring(&path), strerror(job.failed_errno));
+        r = ERR_IO;
     }
-    if (!r && txn->nrecs)
+    if (!r)
         r = mailbox_fsync_path(txn->mb->path, 1);
     buf_free(&path);
     return r;
+}
+
+/* Close the descriptors the transaction kept. */
+static void close_files(struct mailbox_append *txn)
+{
+    size_t i;
+
+    for (i = 0; i < txn->nrecs; i++) {
+        if (txn->fds[i] >= 0)
+            close(txn->fds[i]);
+        txn->fds[i] = -1;
+    }
+    txn->nopen = 0;
 }
 
 /* Write the new records past the committed ones. */
@@ -368,6 +516,8 @@ static void txn_free(struct mailbox_append **txnp)
 
     if (txn->mb->txn == txn)
         txn->mb->txn = NULL;
+    close_files(txn);
+    free(txn->fds);
     free(txn->recs);
     buf_free(&txn->scratch);
     free(txn);
@@ -393,6 +543,7 @@ int mailbox_append_commit(struct mailbox_append **txnp)
     /* Messages, cache, records: durable before the header counts them
      * (mailbox_commit() syncs the records, then writes the header). */
     r = sync_message_files(txn);
+    close_files(txn);
     if (!r)
         r = mappedfile_sync(mb->cache);
     if (!r)
@@ -431,7 +582,7 @@ void mailbox_append_abort(struct mailbox_append **txnp)
         mailbox_message_path(txn->mb, txn->recs[i].uid, &path);
         unlink(buf_cstring(&path));
     }
-    if (txn->cache_end > txn->cache_start)
+    if (mappedfile_size(txn->mb->cache) > txn->cache_start)
         mappedfile_truncate(txn->mb->cache, (size_t)txn->cache_start);
     buf_free(&path);
     txn_free(txnp);

@@ -5,7 +5,9 @@
 
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -284,19 +286,69 @@ done:
     return r;
 }
 
+/* Remove the message files a crashed append left: "<uid>." at or
+ * above UIDNEXT belongs to no record and no client was told of it. */
+static int remove_orphans(struct mailbox *mb, uint32_t uidnext)
+{
+    struct buf path = BUF_INITIALIZER;
+    struct dirent *de;
+    unsigned count = 0;
+    DIR *dir;
+    int r = 0;
+
+    dir = opendir(mb->path);
+    if (!dir)
+        return errno == ENOENT ? 0 : ERR_IO;
+    while ((de = readdir(dir))) {
+        size_t n = strspn(de->d_name, "0123456789");
+        unsigned long uid;
+
+        if (!n || n > 10 || de->d_name[n] != '.' || de->d_name[n + 1])
+            continue;
+        uid = strtoul(de->d_name, NULL, 10);
+        if (uid < uidnext)
+            continue;
+        buf_reset(&path);
+        buf_printf(&path, "%s/%s", mb->path, de->d_name);
+        if (unlink(buf_cstring(&path)) < 0 && errno != ENOENT) {
+            xsyslog_syscall("unlink", "path", buf_cstring(&path));
+            r = ERR_IO;
+        }
+        else {
+            count++;
+        }
+    }
+    closedir(dir);
+    if (count)
+        xsyslog(LOG_WARNING, "mailbox append leftovers removed",
+                "path=%s count=%u", mb->path, count);
+    buf_free(&path);
+    return r;
+}
+
 /* Drop what a crashed writer left past the committed data, and redo
- * the counts after a crash in the middle of in-place changes. */
+ * the counts after a crash in the middle of in-place changes.  An
+ * append writes its cache record before its message file, so a file
+ * left by a crashed append always comes with cache bytes past the
+ * committed size: only then is the directory scanned for it. */
 static int index_recover(struct mailbox *mb,
                          struct mailbox_index_header *ih)
 {
     size_t want = INDEX_HEADER_SIZE
                   + (size_t)ih->num_records * INDEX_RECORD_SIZE;
+    int crashed_append = 0;
     int r = 0;
 
-    if (mappedfile_size(mb->index) > want)
+    if (mappedfile_size(mb->index) > want) {
+        crashed_append = 1;
         r = mappedfile_truncate(mb->index, want);
-    if (!r && mappedfile_size(mb->cache) > ih->cache_size)
+    }
+    if (!r && mappedfile_size(mb->cache) > ih->cache_size) {
+        crashed_append = 1;
         r = mappedfile_truncate(mb->cache, (size_t)ih->cache_size);
+    }
+    if (!r && crashed_append)
+        r = remove_orphans(mb, ih->uidnext);
     if (r || !(ih->format_flags & MAILBOX_INDEX_DIRTY))
         return r;
 
@@ -353,6 +405,8 @@ int index_load(struct mailbox *mb)
     mb->ih = ih;
     mb->is_changed = 0;
     mb->is_dirty_on_disk = 0;
+    if (mb->lockstate == MBLOCK_EXCLUSIVE)
+        mailbox_quota_rebase(mb);
     return 0;
 }
 
@@ -638,6 +692,34 @@ int mailbox_unlink_expunged(struct mailbox *mb, time_t before,
         r = mailbox_commit(mb);
     if (count_r)
         *count_r = count;
+    return r;
+}
+
+int mailbox_unlink_record(struct mailbox *mb, uint32_t uid)
+{
+    struct mailbox_record old, new;
+    int r;
+
+    if (mb->lockstate != MBLOCK_EXCLUSIVE)
+        return ERR_MAILBOX_NOTLOCKED;
+    r = mailbox_find_record(mb, uid, &old);
+    if (r)
+        return r;
+    if (!(old.system_flags & MAILBOX_FLAG_EXPUNGED))
+        return ERR_INVALID;
+    if (old.system_flags & MAILBOX_FLAG_UNLINKED)
+        return 0;
+
+    /* The file goes first: a crash before the record says so leaves an
+     * expunged record whose file is missing, which cyr_expire and
+     * reconstruct both accept. */
+    r = unlink_message(mb, old.uid);
+    new = old;
+    new.system_flags |= MAILBOX_FLAG_UNLINKED;
+    if (!r)
+        r = store_record(mb, &old, &new);
+    if (!r)
+        mailbox_queue_event(mb, "unlink", new.uid);
     return r;
 }
 

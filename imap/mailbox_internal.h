@@ -29,6 +29,7 @@ struct mailbox_event {
 
 struct mailbox {
     char *path;                 /* the mailbox directory */
+    char *metapath;             /* its metapartition twin, NULL: none */
     char *name;
     char *uniqueid;
     char *acl;
@@ -49,6 +50,14 @@ struct mailbox {
     struct mailbox_event *events;
     size_t nevents;
     size_t events_alloc;
+
+    /* Quota: usage of the last commit, and what commits since the
+     * exclusive lock was taken changed, handed to the quota root
+     * once the locks are released (see mailbox_quota_flush()). */
+    uint64_t quota_base_used;
+    uint32_t quota_base_exists;
+    int64_t quota_pending_used;
+    int64_t quota_pending_exists;
 };
 
 /* Big-endian fixed-width fields. */
@@ -84,6 +93,12 @@ uint32_t mailbox_crc32(const void *p, size_t len);
 void mailbox_queue_event(struct mailbox *mb, const char *event,
                          uint32_t uid);
 void mailbox_run_test_hook(const char *point);
+/* Set mb->path to `path` and mb->metapath to the metapartition
+ * directory that goes with it (mboxname_datapath_to_metadir()), if any. */
+void mailbox_set_paths(struct mailbox *mb, const char *path);
+/* The directory holding file `fname` (a metadata file listed in
+ * metapartition_files lives in mb->metapath). */
+const char *mailbox_file_dir(const struct mailbox *mb, const char *fname);
 void mailbox_file_path(const struct mailbox *mb, const char *fname,
                        struct buf *out);
 int mailbox_fsync_path(const char *path, int is_dir);
@@ -93,6 +108,9 @@ int mailbox_fsync_path(const char *path, int is_dir);
 int mailbox_header_lock(struct mailbox *mb, int is_exclusive);
 /* Replace cyrus.header with the fields of `mb` (temp file, rename). */
 int mailbox_header_write(struct mailbox *mb);
+/* Take the committed usage of the index header as the base the next
+ * commit's quota change is measured from (exclusive lock taken). */
+void mailbox_quota_rebase(struct mailbox *mb);
 
 /* mailbox_index.c */
 void index_header_encode(const struct mailbox_index_header *ih,

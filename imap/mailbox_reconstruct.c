@@ -173,7 +173,7 @@ static int header_recreate(struct recon *rc, const char *why)
     mb->uniqueid = xstrdup(rc->spec->uniqueid);
     mb->acl = xstrdup(rc->spec->acl ? rc->spec->acl : "");
     mb->type = rc->spec->type;
-    r = util_mkdir_p(mb->path);
+    r = util_mkdir_p(mailbox_file_dir(mb, MAILBOX_FNAME_HEADER));
     if (!r)
         r = mailbox_header_write(mb);
     if (r)
@@ -440,8 +440,11 @@ static void merge_record_only(struct recon *rc,
 {
     if (old->modseq > rc->dropped_modseq)
         rc->dropped_modseq = old->modseq;
-    if (old->system_flags & MAILBOX_FLAG_UNLINKED)
-        return;             /* nothing lost: repack would drop it too */
+    /* Nothing lost when the message had already left the mailbox: an
+     * immediate expunge or cyr_expire removes the file before marking
+     * the record unlinked, and a crash in between leaves just this. */
+    if (old->system_flags & (MAILBOX_FLAG_UNLINKED | MAILBOX_FLAG_EXPUNGED))
+        return;
     rc->dropped_missing = 1;
     fix(rc, old->uid, "message file missing: record removed");
 }
@@ -770,8 +773,14 @@ static int write_files(struct recon *rc)
         buf_appendmap(&rc->nindex, (const char *)block, sizeof(block));
     }
 
+    /* A lost metapartition directory comes back with its files. */
+    r = util_mkdir_p(mailbox_file_dir(rc->mb, MAILBOX_FNAME_INDEX));
+    if (!r)
+        r = util_mkdir_p(mailbox_file_dir(rc->mb, MAILBOX_FNAME_CACHE));
     mailbox_file_path(rc->mb, MAILBOX_FNAME_INDEX ".NEW", &newpath);
-    r = write_synced(buf_cstring(&newpath), rc->nindex.s, rc->nindex.len);
+    if (!r)
+        r = write_synced(buf_cstring(&newpath), rc->nindex.s,
+                         rc->nindex.len);
     mailbox_file_path(rc->mb, MAILBOX_FNAME_CACHE, &path);
     if (!r)
         r = util_write_file_atomic(buf_cstring(&path), rc->ncache.s,
@@ -782,7 +791,8 @@ static int write_files(struct recon *rc)
         r = ERR_IO;
     }
     if (!r)
-        r = mailbox_fsync_path(rc->mb->path, 1);
+        r = mailbox_fsync_path(mailbox_file_dir(rc->mb, MAILBOX_FNAME_INDEX),
+                               1);
     if (r)
         unlink(buf_cstring(&newpath));
     buf_free(&newpath);
@@ -834,7 +844,7 @@ int mailbox_reconstruct(const char *path,
         mailbox_close(&probe);
 
     rc.mb = xzmalloc(sizeof(*rc.mb));
-    rc.mb->path = xstrdup(path);
+    mailbox_set_paths(rc.mb, path);
     rc.mb->header_fd = -1;
     r = header_step(&rc);
     if (!r)

@@ -68,10 +68,12 @@ static void print_mailbox_header(struct mailbox *mb, const char *ext)
     unsigned i;
 
     printf("Mailbox: %s\n", ext);
-    printf("  Name: %s\n  Path: %s\n  Unique id: %s\n  Type: %s\n"
-           "  ACL: %s\n  User flags:", mailbox_name(mb), mailbox_path(mb),
-           mailbox_uniqueid(mb), mailbox_type_name(mailbox_type(mb)),
-           mailbox_acl(mb));
+    printf("  Name: %s\n  Path: %s\n", mailbox_name(mb), mailbox_path(mb));
+    if (strcmp(mailbox_metapath(mb), mailbox_path(mb)))
+        printf("  Metadata path: %s\n", mailbox_metapath(mb));
+    printf("  Unique id: %s\n  Type: %s\n"
+           "  ACL: %s\n  User flags:", mailbox_uniqueid(mb),
+           mailbox_type_name(mailbox_type(mb)), mailbox_acl(mb));
     for (i = 0; i < MAILBOX_MAX_USERFLAGS; i++) {
         if (mailbox_userflag_name(mb, i))
             printf(" %u:%s", i, mailbox_userflag_name(mb, i));

@@ -713,6 +713,39 @@ static int entry_path(const struct mboxlist_entry *e, struct buf *out)
     return mboxname_datapath(e->partition, e->name, 0, out);
 }
 
+/* The metapartition directory of `e` into `out`; empty when the
+ * mailbox keeps its metadata in its data directory. */
+static int entry_metadir(const struct mboxlist_entry *e, struct buf *out)
+{
+    struct buf data = BUF_INITIALIZER;
+    int r = entry_path(e, &data);
+
+    buf_reset(out);
+    if (!r) {
+        r = mboxname_datapath_to_metadir(buf_cstring(&data), out);
+        if (r == ERR_NOTFOUND || (!r && !strcmp(buf_cstring(out),
+                                                buf_cstring(&data)))) {
+            buf_reset(out);
+            r = 0;
+        }
+    }
+    buf_free(&data);
+    return r;
+}
+
+/* The directory holding the cyrus.header of `e`. */
+static int entry_header_dir(const struct mboxlist_entry *e, struct buf *out)
+{
+    int r = 0;
+
+    buf_reset(out);
+    if (mboxname_is_metafile(MAILBOX_FNAME_HEADER))
+        r = entry_metadir(e, out);
+    if (!r && !buf_len(out))
+        r = entry_path(e, out);
+    return r;
+}
+
 static int has_header(const char *dir)
 {
     struct buf p = BUF_INITIALIZER;
@@ -800,15 +833,9 @@ static int set_header(const char *path, const char *name, const char *acl)
 
     if (r)
         return r;
-    /* XXX: mailbox.h has no call to change the name in cyrus.header, so
-     * this sets it in struct mailbox (mailbox_internal.h) and lets
-     * mailbox_set_acl() rewrite the header; a mailbox_set_name() in
-     * imap/mailbox.c would remove the reach into its internals. */
-    if (strcmp(mb->name, name)) {
-        free(mb->name);
-        mb->name = xstrdup(name);
-    }
-    r = mailbox_set_acl(mb, acl);
+    r = mailbox_set_name(mb, name);
+    if (!r)
+        r = mailbox_set_acl(mb, acl);
     mailbox_close(&mb);
     return r;
 }
@@ -912,6 +939,29 @@ static int create_check(const char *name, const struct auth_state *auth,
     return admin_may(auth, is_admin, may, name, op) ? 0 : ERR_ACL_DENIED;
 }
 
+/* Add the `defaultacl` pairs ("identifier rights ...") to `acl`, for a
+ * new top-level mailbox; a malformed pair is logged and skipped. */
+static void default_acl(char **acl)
+{
+    const char *spec = config_getstring(IMAPOPT_DEFAULTACL);
+    char *copy, *id, *rights, *save = NULL;
+
+    if (!spec)
+        return;
+    copy = xstrdup(spec);
+    for (id = strtok_r(copy, " \t", &save); id;
+         id = strtok_r(NULL, " \t", &save)) {
+        rights = strtok_r(NULL, " \t", &save);
+        if (!rights || acl_setacl_string(acl, id, rights)) {
+            xsyslog(LOG_WARNING, "bad defaultacl entry", "identifier=%s",
+                    log_escape(id, 0));
+            if (!rights)
+                break;
+        }
+    }
+    free(copy);
+}
+
 /* The ACL of a new mailbox. */
 static char *initial_acl(const char *name,
                          const struct mboxlist_entry *parent,
@@ -928,8 +978,10 @@ static char *initial_acl(const char *name,
         free(acl);
         acl = xstrdup(parent->acl);
     }
-    else if (!is_admin && auth && auth->userid) {
-        acl_setacl_string(&acl, auth->userid, "lrswipkxtean");
+    else {
+        default_acl(&acl);
+        if (!is_admin && auth && auth->userid)
+            acl_setacl_string(&acl, auth->userid, "lrswipkxtean");
     }
     free(owner);
     return acl;
@@ -1192,6 +1244,87 @@ done:
 }
 
 /* ---------------------------------------------------------------- */
+/* Insert (files already there)                                       */
+
+/* May `e` be entered as it is?  The name and partition must be valid,
+ * the name and the unique id both free. */
+static int insert_check(const struct mboxlist_entry *e)
+{
+    struct mboxlist_entry *old = NULL;
+    int r;
+
+    if (!e->name || !e->partition || !e->uniqueid
+        || (unsigned)e->type >= MAILBOX_TYPE_COUNT_)
+        return ERR_INVALID;
+    r = mboxname_policycheck(e->name);
+    if (r)
+        return r;
+    if (!e->server && !config_partitiondir(e->partition))
+        return ERR_PARTITION_UNKNOWN;
+    r = read_entry(e->name, &old, NULL);
+    mboxlist_entry_free(&old);
+    if (!r)
+        return ERR_MAILBOX_EXISTS;
+    if (r != ERR_MAILBOX_NONEXISTENT)
+        return r;
+    r = mboxlist_lookup_by_id(e->uniqueid, &old);
+    mboxlist_entry_free(&old);
+    if (!r)
+        return ERR_MAILBOX_EXISTS;
+    return r == ERR_MAILBOX_NONEXISTENT ? 0 : r;
+}
+
+int mboxlist_insert(const struct mboxlist_entry *entry)
+{
+    struct mboxlist_entry *e = NULL;
+    int64_t deltas[QUOTA_NUMRESOURCES];
+    struct txn *tid = NULL;
+    uint64_t modseq = 0;
+    int r;
+
+    if (!mbdb || !entry)
+        return ERR_INVALID;
+    r = insert_check(entry);
+    if (r)
+        return r;
+    e = entry_dup(entry);
+    e->flags &= ~(MBOXLIST_FLAG_RESERVED | MBOXLIST_FLAG_DELETING);
+    free(e->source);
+    e->source = NULL;
+    if (!e->acl)
+        e->acl = xstrdup("");
+    r = hook_before(MBOXLIST_OP_CREATE, e->name, NULL, e);
+    if (r)
+        goto done;
+
+    /* Entry, "$I" and "$M" in one transaction, as a create's last step. */
+    r = next_modseq(&tid, &modseq);
+    if (!r) {
+        if (!e->createdmodseq)
+            e->createdmodseq = modseq;
+        e->foldermodseq = modseq;
+        r = put_entry(e, 1, &tid);
+    }
+    r = finish_txn(tid, r);
+    if (r)
+        goto done;
+
+    /* The mailbox and what it holds now count against its root. */
+    if (!e->server) {
+        mailbox_usage(e, deltas);
+        quota_apply(e->name, deltas, 1);
+    }
+    xsyslog(LOG_NOTICE, "mailbox inserted", "mailbox=%s partition=%s "
+            "uniqueid=%s", log_escape(e->name, 0),
+            log_escape(e->partition, 0), e->uniqueid);
+    hook_after(MBOXLIST_OP_CREATE, e->name, NULL, e);
+
+done:
+    mboxlist_entry_free(&e);
+    return r;
+}
+
+/* ---------------------------------------------------------------- */
 /* Moving mailboxes (rename, delayed delete)                          */
 
 /* One mailbox moving: the active entry and its reserved successor. */
@@ -1200,43 +1333,97 @@ struct move {
     struct mboxlist_entry *to;
 };
 
+/* Move the files of mailbox `from` to where `to` keeps them: the data
+ * directory and, with a metapartition, the metadata directory.  The
+ * directory holding cyrus.header moves last, header last within it, so
+ * the header's arrival still says the move is complete. */
+static int move_mailbox_files(const struct mboxlist_entry *from,
+                              const struct mboxlist_entry *to)
+{
+    struct buf d1 = BUF_INITIALIZER, d2 = BUF_INITIALIZER;
+    struct buf m1 = BUF_INITIALIZER, m2 = BUF_INITIALIZER;
+    int r;
+
+    r = entry_path(from, &d1);
+    if (!r)
+        r = entry_path(to, &d2);
+    if (!r)
+        r = entry_metadir(from, &m1);
+    if (!r)
+        r = entry_metadir(to, &m2);
+    if (r)
+        goto done;
+    if (!buf_len(&m1) || !buf_len(&m2)) {
+        r = move_files(buf_cstring(&d1), buf_cstring(&d2));
+    }
+    else if (mboxname_is_metafile(MAILBOX_FNAME_HEADER)) {
+        r = move_files(buf_cstring(&d1), buf_cstring(&d2));
+        if (!r)
+            r = move_files(buf_cstring(&m1), buf_cstring(&m2));
+    }
+    else {
+        r = move_files(buf_cstring(&m1), buf_cstring(&m2));
+        if (!r)
+            r = move_files(buf_cstring(&d1), buf_cstring(&d2));
+    }
+
+done:
+    buf_free(&d1);
+    buf_free(&d2);
+    buf_free(&m1);
+    buf_free(&m2);
+    return r;
+}
+
+/* Remove the (empty) directories of `e`: data, then metadata. */
+static void remove_entry_dirs(const struct mboxlist_entry *e)
+{
+    struct buf path = BUF_INITIALIZER;
+
+    if (!entry_path(e, &path))
+        rmdir(buf_cstring(&path));
+    if (!entry_metadir(e, &path) && buf_len(&path))
+        rmdir(buf_cstring(&path));
+    buf_free(&path);
+}
+
 /* Move the files of one mailbox and name it in its header. */
 static int move_mailbox(const struct move *m)
 {
-    struct buf from = BUF_INITIALIZER, to = BUF_INITIALIZER;
+    struct buf to = BUF_INITIALIZER, hdir = BUF_INITIALIZER;
     int r;
 
-    r = entry_path(m->from, &from);
+    r = move_mailbox_files(m->from, m->to);
     if (!r)
         r = entry_path(m->to, &to);
     if (!r)
-        r = move_files(buf_cstring(&from), buf_cstring(&to));
-    if (!r && has_header(buf_cstring(&to)))
+        r = entry_header_dir(m->to, &hdir);
+    if (!r && has_header(buf_cstring(&hdir)))
         r = set_header(buf_cstring(&to), m->to->name, m->to->acl);
-    buf_free(&from);
     buf_free(&to);
+    buf_free(&hdir);
     return r;
 }
 
 /* Undo move_mailbox() as far as it got, and drop the reserved entry. */
 static int unmove_mailbox(const struct move *m)
 {
-    struct buf from = BUF_INITIALIZER, to = BUF_INITIALIZER;
+    struct buf from = BUF_INITIALIZER, hdir = BUF_INITIALIZER;
     int r;
 
-    r = entry_path(m->from, &from);
+    r = move_mailbox_files(m->to, m->from);
     if (!r)
-        r = entry_path(m->to, &to);
+        r = entry_path(m->from, &from);
     if (!r)
-        r = move_files(buf_cstring(&to), buf_cstring(&from));
-    if (!r && has_header(buf_cstring(&from)))
+        r = entry_header_dir(m->from, &hdir);
+    if (!r && has_header(buf_cstring(&hdir)))
         r = set_header(buf_cstring(&from), m->from->name, m->from->acl);
     if (!r) {
-        rmdir(buf_cstring(&to));
+        remove_entry_dirs(m->to);
         r = remove_one(m->to);
     }
     buf_free(&from);
-    buf_free(&to);
+    buf_free(&hdir);
     return r;
 }
 
@@ -1261,15 +1448,10 @@ static int activate_moves(struct move *mv, int n)
 /* Remove the old directories, deepest first, once they are empty. */
 static void remove_old_dirs(struct move *mv, int n)
 {
-    struct buf path = BUF_INITIALIZER;
     int i;
 
-    for (i = n - 1; i >= 0; i--) {
-        buf_reset(&path);
-        if (!entry_path(mv[i].from, &path))
-            rmdir(buf_cstring(&path));
-    }
-    buf_free(&path);
+    for (i = n - 1; i >= 0; i--)
+        remove_entry_dirs(mv[i].from);
 }
 
 /* Move every mailbox of `mv` (names in order) as the design comment
@@ -1519,12 +1701,8 @@ static int rename_inbox(const struct mboxlist_entry *inbox,
                 log_escape(newname, 0), error_message(r));
     }
     else {
-        struct mboxlist_entry moved = *inbox;
-
-        /* The messages changed roots only if the names did. */
-        moved.name = ne->name;
-        moved.partition = ne->partition;
-        quota_move(inbox, &moved, 0);
+        /* The append to the new mailbox and the expunge from the INBOX
+         * each moved their usage (imap/mailbox.c). */
         xsyslog(LOG_NOTICE, "mailbox rename", "mailbox=%s newname=%s "
                 "user=%s uniqueid=%s mode=inbox messages=%u",
                 log_escape(inbox->name, 0), log_escape(newname, 0),
@@ -1773,7 +1951,7 @@ static int recover_move(struct mboxlist_entry *to)
         return write_one(to, 1);
     }
     if (!r)
-        r = entry_path(to, &path);
+        r = entry_header_dir(to, &path);
     if (!r && has_header(buf_cstring(&path))) {
         r = move_mailbox(&m);
         if (!r)

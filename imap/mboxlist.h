@@ -139,6 +139,20 @@ int mboxlist_create(const char *name, enum mailbox_type type,
                     const char *partition, const struct auth_state *auth,
                     int is_admin, struct mboxlist_entry **entry_r);
 
+/* Enter an existing mailbox (its files are already in place) into the
+ * list: reconstruct -f adopting a directory, restores, replication.
+ * `entry` is copied; name, type, partition and unique id are required
+ * (a NULL ACL is empty), the RESERVED and DELETING flags and `source`
+ * are ignored, createdmodseq (0: now) is kept and foldermodseq set.  No
+ * rights are checked (callers are admin tools).  The entry, its "$I"
+ * key and the list modseq are written in one transaction, the create
+ * hooks run (op MBOXLIST_OP_CREATE), and the mailbox, its messages and
+ * bytes are added to its quota root.  Returns 0, ERR_INVALID,
+ * ERR_MAILBOX_BADNAME, ERR_PARTITION_UNKNOWN, ERR_MAILBOX_EXISTS (the
+ * name or the unique id is taken), a hook's veto, or a database
+ * error. */
+int mboxlist_insert(const struct mboxlist_entry *entry);
+
 /* Delete mailbox `name` (needs 'x', or admin).  With delete_mode
  * delayed (default) and a deletedprefix, the mailbox is renamed to
  * mboxname_to_deleted(name, now), the time bumped by a second at a time

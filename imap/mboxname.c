@@ -1088,6 +1088,70 @@ int mboxname_metapath(const char *partition, const char *intname,
     return r;
 }
 
+/* The partition whose directory holds `path`, longest root first. */
+struct part_match {
+    const char *path;
+    const char *best;           /* partition name (config-owned key) */
+    size_t bestlen;
+};
+
+static void match_partition(const char *key, const char *value, void *rock)
+{
+    struct part_match *pm = rock;
+    size_t len;
+
+    if (!key || !*key || !value)
+        return;
+    len = strlen(value);
+    while (len > 1 && value[len - 1] == '/')
+        len--;
+    if (len > pm->bestlen && !strncmp(pm->path, value, len)
+        && (pm->path[len] == '/' || pm->path[len] == '\0')) {
+        pm->best = key;
+        pm->bestlen = len;
+    }
+}
+
+int mboxname_datapath_to_metadir(const char *datapath, struct buf *out)
+{
+    struct part_match pm = { datapath, NULL, 0 };
+    const char *metaroot;
+
+    buf_reset(out);
+    if (!datapath || !*datapath)
+        return ERR_INVALID;
+    if (!config_getbitfield(IMAPOPT_METAPARTITION_FILES))
+        return ERR_NOTFOUND;
+    config_foreach_prefix("partition-", match_partition, &pm);
+    if (!pm.best)
+        return ERR_NOTFOUND;
+    metaroot = config_metapartitiondir(pm.best);
+    if (!metaroot || !*metaroot)
+        return ERR_NOTFOUND;
+    buf_printf(out, "%s%s", metaroot, datapath + pm.bestlen);
+    if (buf_len(out) > MBOXNAME_PATH_MAX) {
+        buf_reset(out);
+        return ERR_TOOBIG;
+    }
+    return 0;
+}
+
+int mboxname_is_metafile(const char *fname)
+{
+    uint64_t onmeta = config_getbitfield(IMAPOPT_METAPARTITION_FILES);
+    size_t i, len;
+
+    if (!fname || !onmeta)
+        return 0;
+    for (i = 1; i < sizeof(metafiles) / sizeof(metafiles[0]); i++) {
+        len = strlen(metafiles[i].fname);
+        if (!strncmp(fname, metafiles[i].fname, len)
+            && (!fname[len] || !strcmp(fname + len, ".NEW")))
+            return (onmeta & metafiles[i].bit) != 0;
+    }
+    return 0;
+}
+
 int mboxname_lockpath(const char *intname, struct buf *out)
 {
     const char *root = config_getstring(IMAPOPT_MBOXNAME_LOCKPATH);

@@ -252,6 +252,20 @@ int mboxname_metapath(const char *partition, const char *intname,
                       enum mboxname_metafile file, int isnew,
                       struct buf *out);
 
+/* The metadata directory that goes with the mailbox data directory
+ * `datapath`: when `datapath` lies below partition-<name> (the longest
+ * such root), metapartition-<name> is set and metapartition_files names
+ * any file, the same path below the metapartition, into `out` (reset
+ * first).  So a caller holding only the data path (imapd opening a
+ * mailbox) finds its metadata.  Returns 0, ERR_NOTFOUND (no
+ * metapartition applies: the metadata is in `datapath`), ERR_INVALID or
+ * ERR_TOOBIG. */
+int mboxname_datapath_to_metadir(const char *datapath, struct buf *out);
+
+/* Is the file named `fname` ("cyrus.index", "cyrus.cache.NEW", ...) one
+ * that metapartition_files puts on the metapartition?  1 or 0. */
+int mboxname_is_metafile(const char *fname);
+
 /* The lock file of `intname`: the hashed layout below mboxname_lockpath
  * (default {configdirectory}/lock) with ".lock" added.  Returns 0,
  * ERR_MAILBOX_BADNAME or ERR_TOOBIG. */

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
 #include <time.h>
@@ -41,6 +42,31 @@ int partlist_statvfs(const char *name, const char *path, void *rock,
     return 0;
 }
 
+int partlist_stat_device(const char *name, const char *path, void *rock,
+                         uint64_t *dev_r)
+{
+    struct stat sb;
+
+    (void)name;
+    (void)rock;
+    if (!path)
+        return ERR_INVALID;
+    if (stat(path, &sb) < 0) {
+        xsyslog_syscall("stat", "path", path);
+        return ERR_IO;
+    }
+    *dev_r = (uint64_t)sb.st_dev;
+    return 0;
+}
+
+void partlist_set_device_fn(struct partlist *pl, partlist_device_fn *fn,
+                            void *rock)
+{
+    pl->device_fn = fn;
+    pl->device_rock = rock;
+    pl->is_measured = 0;
+}
+
 /* splitmix64: small, fast, and good enough to spread mailboxes. */
 static uint64_t next_random(struct partlist *pl)
 {
@@ -74,6 +100,8 @@ struct partlist *partlist_new(enum partlist_mode mode, int soft_limit,
     pl->reinit = reinit > 0 ? reinit : 0;
     pl->usage_fn = usage_fn ? usage_fn : partlist_statvfs;
     pl->usage_rock = usage_rock;
+    if (!usage_fn)
+        pl->device_fn = partlist_stat_device;
     if (util_random_bytes(&seed, sizeof(seed)))
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     partlist_seed(pl, seed);
@@ -150,6 +178,10 @@ void partlist_measure(struct partlist *pl)
             xsyslog(LOG_WARNING, "partition usage unavailable",
                     "partition=%s error=%s", log_escape(it->name, 0),
                     r ? error_message(r) : "zero size");
+        it->dev = 0;
+        it->has_dev = pl->device_fn
+                      && !pl->device_fn(it->name, it->path, pl->device_rock,
+                                        &it->dev);
     }
     pl->is_measured = 1;
     pl->since_measure = 0;
@@ -190,6 +222,26 @@ static int find_candidates(const struct partlist *pl, int need_usage,
     return under;
 }
 
+/* Keep only the first candidate of each device; returns the new count. */
+static int one_per_device(const struct partlist *pl, int *cand, int n)
+{
+    int i, j, kept = 0;
+
+    for (i = 0; i < n; i++) {
+        const struct partlist_item *it = &pl->items[cand[i]];
+        int is_dup = 0;
+
+        for (j = 0; it->has_dev && !is_dup && j < kept; j++) {
+            const struct partlist_item *o = &pl->items[cand[j]];
+
+            is_dup = o->has_dev && o->dev == it->dev;
+        }
+        if (!is_dup)
+            cand[kept++] = cand[i];
+    }
+    return kept;
+}
+
 /* The candidate with the largest `key` (first one on ties). */
 static int pick_most(const struct partlist *pl, const int *cand, int n,
                      int by_percent)
@@ -210,8 +262,9 @@ static int pick_most(const struct partlist *pl, const int *cand, int n,
 }
 
 /* A candidate drawn with probability proportional to its percentage
- * free, less the smallest one with `delta`; uniform when all weights are
- * zero. */
+ * free; with `delta`, the percentage less the smallest one plus 0.5
+ * (free 40/60/30/70% weigh 10.5/30.5/0.5/40.5); uniform when all weights
+ * are zero. */
 static int pick_weighted(struct partlist *pl, const int *cand, int n,
                          int delta)
 {
@@ -226,7 +279,7 @@ static int pick_weighted(struct partlist *pl, const int *cand, int n,
     }
     for (i = 0; i < n; i++) {
         if (delta)
-            w[i] -= minpct;
+            w[i] += 0.5 - minpct;   /* the fullest keeps a small chance */
         sum += w[i];
     }
     if (sum <= 0.0) {
@@ -273,6 +326,10 @@ int partlist_select(struct partlist *pl, const char **name_r)
         r = ERR_NOTFOUND;
         goto done;
     }
+
+    if (mode == PARTLIST_MODE_FREESPACE_MOST
+        || mode == PARTLIST_MODE_FREESPACE_PERCENT_MOST)
+        n = one_per_device(pl, cand, n);
 
     switch (mode) {
     case PARTLIST_MODE_FREESPACE_MOST:

@@ -25,6 +25,13 @@
  *                             candidates (the fullest is not picked unless
  *                             all are equally full: then uniform)
  *
+ * In the two "most" modes, items on one device (file system) count
+ * once: of the candidates sharing a device id, only the first in list
+ * order is considered, as if the others were not configured.  Device
+ * ids come from the list's device function (stat()'s st_dev with the
+ * default usage function; none, so no grouping, with a custom usage
+ * function unless partlist_set_device_fn() gives one).
+ *
  * Candidates are the items not excluded whose usage could be measured
  * (usage is not needed for random without a soft limit); when no item
  * can be measured, any item not excluded is picked at random.  With a soft
@@ -49,6 +56,12 @@ typedef int partlist_usage_fn(const char *name, const char *path,
                               void *rock, uint64_t *total_r,
                               uint64_t *avail_r);
 
+/* The device id of item `name` (at `path`, may be NULL) into *dev_r:
+ * items with equal ids share their free space.  Returns 0 or an error
+ * code (the item then has no device id and is never grouped). */
+typedef int partlist_device_fn(const char *name, const char *path,
+                               void *rock, uint64_t *dev_r);
+
 /* One item. */
 struct partlist_item {
     char *name;
@@ -57,6 +70,8 @@ struct partlist_item {
     uint64_t avail;
     int is_excluded;
     int has_usage;      /* the last measurement succeeded */
+    uint64_t dev;       /* device id, when has_dev */
+    int has_dev;
 };
 
 struct partlist {
@@ -71,6 +86,8 @@ struct partlist {
     int is_measured;
     int since_measure;
     uint64_t rng;              /* state of the pseudo-random generator */
+    partlist_device_fn *device_fn;     /* NULL: no grouping by device */
+    void *device_rock;
 };
 
 /* The default usage function: statvfs() on `path` (total blocks and
@@ -78,6 +95,16 @@ struct partlist {
  * ERR_IO (logged) when statvfs fails. */
 int partlist_statvfs(const char *name, const char *path, void *rock,
                      uint64_t *total_r, uint64_t *avail_r);
+
+/* The default device function: stat()'s st_dev of `path`.
+ * ERR_INVALID for a NULL path, ERR_IO when stat fails. */
+int partlist_stat_device(const char *name, const char *path, void *rock,
+                         uint64_t *dev_r);
+
+/* Set (NULL: remove) the device function of `pl`; items are measured
+ * again at the next selection. */
+void partlist_set_device_fn(struct partlist *pl, partlist_device_fn *fn,
+                            void *rock);
 
 /* A new empty list.  `usage_fn` NULL means partlist_statvfs.  Negative
  * limits count as 0.  The generator is seeded from the kernel's random

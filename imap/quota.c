@@ -570,15 +570,24 @@ int quota_usage_percent(const struct quota *q, enum quota_resource res)
     return pct >= (long double)INT_MAX ? INT_MAX : (int)pct;
 }
 
+/* quotawarnpercent, or the older quotawarn when it is not set. */
+static int64_t warn_percent(void)
+{
+    return config_getint(config_isset(IMAPOPT_QUOTAWARNPERCENT)
+                         ? IMAPOPT_QUOTAWARNPERCENT : IMAPOPT_QUOTAWARN);
+}
+
 int quota_should_warn(const struct quota *q, enum quota_resource res)
 {
     int64_t threshold = 0, lim, remaining;
     int pct = quota_usage_percent(q, res);
 
-    if (pct < 0 || pct <= config_getint(IMAPOPT_QUOTAWARN))
+    if (pct < 0 || pct <= warn_percent())
         return 0;
     if (res == QUOTA_STORAGE)
-        threshold = config_getint(IMAPOPT_QUOTAWARNKB);
+        threshold = config_getint(config_isset(IMAPOPT_QUOTAWARNSIZE)
+                                  ? IMAPOPT_QUOTAWARNSIZE
+                                  : IMAPOPT_QUOTAWARNKB);
     else if (res == QUOTA_MESSAGE)
         threshold = config_getint(IMAPOPT_QUOTAWARNMSG);
     if (threshold <= 0)
@@ -589,4 +598,60 @@ int quota_should_warn(const struct quota *q, enum quota_resource res)
     remaining = is_kib_resource(res) ? lim - q->useds[res] / 1024
                                      : lim - q->useds[res];
     return lim < threshold || remaining < threshold;
+}
+
+int quota_warning_check(const char *mboxname, struct quota_warning *w_r)
+{
+    static const enum quota_resource order[] = {
+        QUOTA_STORAGE, QUOTA_MESSAGE, QUOTA_NUMFOLDERS, QUOTA_ANNOTSTORAGE
+    };
+    struct quota q;
+    char *root = NULL;
+    size_t i;
+    int r;
+
+    memset(w_r, 0, sizeof(*w_r));
+    quota_init(&q, NULL);
+    r = quota_find_root(mboxname, &root);
+    if (r == ERR_QUOTA_ROOT_NONEXISTENT)
+        r = ERR_NOTFOUND;
+    if (!r) {
+        quota_fini(&q);
+        r = quota_read(root, &q, NULL, 0);
+    }
+    if (r == ERR_QUOTA_ROOT_NONEXISTENT)
+        r = ERR_NOTFOUND;
+
+    /* The fullest resource that is due a warning speaks for the root. */
+    w_r->percent = -1;
+    for (i = 0; !r && i < sizeof(order) / sizeof(order[0]); i++) {
+        int pct = quota_usage_percent(&q, order[i]);
+
+        if (quota_should_warn(&q, order[i]) && pct > w_r->percent) {
+            w_r->res = order[i];
+            w_r->percent = pct;
+        }
+    }
+    if (!r && w_r->percent < 0)
+        r = ERR_NOTFOUND;
+    if (!r) {
+        w_r->root = root;
+        root = NULL;
+        w_r->used = q.useds[w_r->res];
+        w_r->limit = q.limits[w_r->res];
+    }
+    else {
+        memset(w_r, 0, sizeof(*w_r));
+    }
+    free(root);
+    quota_fini(&q);
+    return r;
+}
+
+void quota_warning_fini(struct quota_warning *w)
+{
+    if (!w)
+        return;
+    free(w->root);
+    memset(w, 0, sizeof(*w));
 }

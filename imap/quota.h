@@ -127,9 +127,33 @@ int quota_foreach(const char *prefix, quota_foreach_cb *cb, void *rock,
 int quota_usage_percent(const struct quota *q, enum quota_resource res);
 
 /* Should the client be warned about `res`?  True when usage is above
- * quotawarn percent of the limit and, for STORAGE, quotawarnkb is 0 or
- * fewer than quotawarnkb KiB remain (or the limit is below it); for
+ * quotawarnpercent (else quotawarn) percent of the limit and, for
+ * STORAGE, quotawarnsize (else quotawarnkb) is 0 or fewer than that
+ * many KiB remain (or the limit is below it); for
  * MESSAGE the same with quotawarnmsg messages.  False when unlimited. */
 int quota_should_warn(const struct quota *q, enum quota_resource res);
+
+/* A quota warning that is due (quota_warning_check()). */
+struct quota_warning {
+    char *root;                 /* the quota root (owned) */
+    enum quota_resource res;    /* the fullest resource due a warning */
+    int percent;                /* its usage in percent of the limit */
+    int64_t used;               /* its usage (bytes or a count) */
+    int64_t limit;              /* its limit (KiB or a count) */
+};
+
+/* For the daemons, after an append to `mboxname` (IMAP APPEND/COPY,
+ * LMTP delivery) or the creation of a mailbox: is a quota warning due
+ * on its root?  The root is read afresh and every resource checked
+ * with quota_should_warn(), so quotawarnpercent (else quotawarn),
+ * quotawarnsize (else quotawarnkb) and quotawarnmsg apply.  Returns 0
+ * with *w_r filled for the fullest resource due one (release it with
+ * quota_warning_fini()), ERR_NOTFOUND when none is due or the mailbox
+ * has no quota root, or a database error. */
+int quota_warning_check(const char *mboxname, struct quota_warning *w_r);
+
+/* Free what quota_warning_check() put in `w` and clear it; NULL
+ * accepted. */
+void quota_warning_fini(struct quota_warning *w);
 
 #endif /* COLUMBA_IMAP_QUOTA_H */

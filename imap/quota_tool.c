@@ -21,16 +21,13 @@
  *
  * -f walks every mailbox once, finds its quota root (quota_find_root)
  * and adds the index header's quota_used (STORAGE, bytes), its exists
- * count (MESSAGE) and one mailbox (X-NUM-FOLDERS) to that root.  Each
- * root whose stored usage differs is rewritten under the root's write
- * lock, and every change is printed as
+ * count (MESSAGE), one mailbox (X-NUM-FOLDERS) and the bytes of its
+ * annotation values (X-ANNOTATION-STORAGE, imap/annotate.c) to that
+ * root.  Each root whose stored usage differs is rewritten under the
+ * root's write lock, and every change is printed as
  *     <root>: <RESOURCE> usage was <old>, now <new>
  * -n prints the same without writing.  -q prints only those lines (no
  * report); so after a clean run `quota -f -q` prints nothing.
- *
- * XXX: X-ANNOTATION-STORAGE is left as stored: there is no annotation
- * database to recount it from yet; recount it here once imap/annotate
- * exists.
  */
 
 #include "config.h"
@@ -50,6 +47,7 @@
 #include "lib/strarray.h"
 #include "lib/xmalloc.h"
 
+#include "imap/annotate.h"
 #include "imap/mailbox.h"
 #include "imap/mboxlist.h"
 #include "imap/mboxname.h"
@@ -159,6 +157,7 @@ static int count_mailbox(const struct mboxlist_entry *e, void *rock)
     struct mailbox *mb = NULL;
     struct usage *u;
     char *root = NULL;
+    int64_t annot = 0;
     int r;
 
     if (e->server || quota_find_root(e->name, &root))
@@ -182,6 +181,10 @@ static int count_mailbox(const struct mboxlist_entry *e, void *rock)
     u->useds[QUOTA_STORAGE] += (int64_t)mailbox_index(mb)->quota_used;
     u->useds[QUOTA_MESSAGE] += mailbox_index(mb)->exists;
     u->useds[QUOTA_NUMFOLDERS]++;
+    if (!annotate_mailbox_usage(e->uniqueid, &annot))
+        u->useds[QUOTA_ANNOTSTORAGE] += annot;
+    else
+        rc->errors++;
     mailbox_close(&mb);
 
 done:
@@ -203,7 +206,7 @@ static int fix_root(const struct options *o, const char *root,
         u = &zero;
     r = quota_read(root, &q, o->dryrun ? NULL : &tid, !o->dryrun);
     for (res = 0; !r && res < QUOTA_NUMRESOURCES; res++) {
-        if (res == QUOTA_ANNOTSTORAGE || q.useds[res] == u->useds[res])
+        if (q.useds[res] == u->useds[res])
             continue;
         printf("%s: %s usage was %lld, now %lld\n", root,
                quota_resource_name((enum quota_resource)res),
@@ -335,6 +338,7 @@ int main(int argc, char **argv)
                     error_message(r));
     }
     mboxlist_close();
+    annotate_close();
     quota_close();
     cyrusdb_done();
     strarray_fini(&o.prefixes);

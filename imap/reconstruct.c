@@ -146,75 +146,6 @@ static int reconstruct_entry(const struct mboxlist_entry *e)
 /* ---------------------------------------------------------------- */
 /* Adopting directories without an entry (-f)                         */
 
-/* Write a new mailboxes.db entry for an adopted mailbox.
- * XXX: mboxlist.h has no call to insert an entry whose files already
- * exist (mboxlist_create makes new files), so this writes the entry,
- * its "$I" key and the "$M" list modseq itself, in the form the design
- * comment of imap/mboxlist.c gives, with the list closed meanwhile; an
- * mboxlist_insert() there would remove the duplication. */
-static int insert_entry(struct mboxlist_entry *e)
-{
-    const char *dbpath = config_getstring(IMAPOPT_MBOXLIST_DB_PATH);
-    struct buf fname = BUF_INITIALIZER, val = BUF_INITIALIZER;
-    struct buf key = BUF_INITIALIZER;
-    struct txn *tid = NULL;
-    struct db *db = NULL;
-    const char *data;
-    size_t len;
-    uint64_t modseq = 0;
-    char num[32];
-    int r;
-
-    mboxlist_close();
-    if (dbpath)
-        buf_setcstr(&fname, dbpath);
-    else
-        buf_printf(&fname, "%s/mailboxes.db", config_dir());
-    r = cyrusdb_open(config_getstring(IMAPOPT_MBOXLIST_DB),
-                     buf_cstring(&fname), CYRUSDB_CREATE | CYRUSDB_MBOXSORT,
-                     &db);
-    if (r)
-        goto done;
-    r = cyrusdb_fetch(db, "$M", 2, &data, &len, &tid);
-    if (!r) {
-        buf_setmap(&val, data, len);
-        if (parse_uint64(buf_cstring(&val), NULL, &modseq))
-            modseq = 0;
-    }
-    else if (r == ERR_NOTFOUND) {
-        r = 0;
-    }
-    snprintf(num, sizeof(num), "%llu", (unsigned long long)++modseq);
-    e->createdmodseq = e->foldermodseq = modseq;
-    if (!r)
-        r = cyrusdb_store(db, "$M", 2, num, strlen(num), &tid);
-    buf_reset(&val);
-    mboxlist_entry_encode(e, &val);
-    if (!r)
-        r = cyrusdb_create(db, e->name, strlen(e->name), val.s, val.len,
-                           &tid);
-    buf_printf(&key, "$I%s", e->uniqueid);
-    if (!r)
-        r = cyrusdb_store(db, key.s, key.len, e->name, strlen(e->name),
-                          &tid);
-    if (tid && r)
-        cyrusdb_abort(db, tid);
-    else if (tid)
-        r = cyrusdb_commit(db, tid);
-
-done:
-    if (db)
-        cyrusdb_close(db);
-    buf_free(&fname);
-    buf_free(&val);
-    buf_free(&key);
-    if (!r)
-        r = mboxlist_open();
-    else
-        mboxlist_open();
-    return r;
-}
-
 /* A new random unique id, as mailbox_create() makes them. */
 static char *new_uniqueid(void)
 {
@@ -272,7 +203,7 @@ static int adopt(const char *name, const char *partition, const char *dir,
         e.acl = (char *)(spec.acl ? spec.acl : "");
         e.uidvalidity = mailbox_index(mb)->uidvalidity;
         mailbox_close(&mb);
-        r = insert_entry(&e);
+        r = mboxlist_insert(&e);
     }
     if (r) {
         report_error(name, "cannot adopt mailbox directory", r);

@@ -27,14 +27,10 @@
  * Restoring re-appends the message file (hard-linked, so no copy is
  * made) with its internal date, flags and user flags: the copy gets a
  * new UID above UIDNEXT.  IMAP never lets a UID come back once a client
- * may have seen it expunged, so the old UID stays expunged; cyr_expire
- * later removes its record and its link to the file.
- *
- * XXX: mailbox.h has no call to mark one expunged record as done with,
- * so a message restored twice would be appended twice.  We guard by
- * skipping an expunged record whose GUID is already live in the
- * mailbox; a mailbox_unlink_record(mb, uid) in imap/mailbox_index.c
- * would let the restore retire the old record at once, as Cyrus does.
+ * may have seen it expunged, so the old UID stays expunged; once the
+ * copy is durable the old record is retired at once
+ * (mailbox_unlink_record: its link to the file goes, it is no longer
+ * listed), so a message is restored at most once.
  */
 
 #include "config.h"
@@ -48,7 +44,6 @@
 #include "lib/buf.h"
 #include "lib/cyrusdb.h"
 #include "lib/error.h"
-#include "lib/hash.h"
 #include "lib/libconfig.h"
 #include "lib/log.h"
 #include "lib/privs.h"
@@ -145,27 +140,6 @@ static int list_messages(struct mailbox *mb)
     return r;
 }
 
-/* The GUIDs (hex) of the live messages, to tell restored ones. */
-static int collect_live(struct mailbox *mb, struct hash_table *live)
-{
-    struct mailbox_record rec;
-    struct buf hex = BUF_INITIALIZER;
-    uint32_t recno;
-    int r = 0;
-
-    for (recno = 1; !r && recno <= mailbox_index(mb)->num_records;
-         recno++) {
-        r = mailbox_read_record(mb, recno, &rec);
-        if (r || (rec.system_flags & MAILBOX_FLAG_EXPUNGED))
-            continue;
-        buf_reset(&hex);
-        util_hex_encode(rec.guid, MAILBOX_GUID_SIZE, &hex);
-        hash_insert(live, buf_cstring(&hex), NULL);
-    }
-    buf_free(&hex);
-    return r;
-}
-
 /* Does the selection pick `rec`? */
 static int is_selected(const struct options *o,
                        const struct mailbox_record *rec)
@@ -205,14 +179,9 @@ static int restore_one(struct mailbox *mb, const struct options *o,
 static int restore_messages(struct mailbox *mb, const struct options *o,
                             unsigned *count_r)
 {
-    struct hash_table live = HASH_TABLE_INITIALIZER;
-    struct buf hex = BUF_INITIALIZER;
     struct mailbox_record rec;
     uint32_t recno, last, uid = 0;
-    int r;
-
-    hash_init(&live, 256);
-    r = collect_live(mb, &live);
+    int r = 0;
 
     /* Only the records there before we start: our own appends follow. */
     last = mailbox_index(mb)->num_records;
@@ -220,24 +189,19 @@ static int restore_messages(struct mailbox *mb, const struct options *o,
         r = mailbox_read_record(mb, recno, &rec);
         if (r || !is_restorable(&rec) || !is_selected(o, &rec))
             continue;
-        buf_reset(&hex);
-        util_hex_encode(rec.guid, MAILBOX_GUID_SIZE, &hex);
-        if (hash_has_key(&live, buf_cstring(&hex))) {
-            if (o->verbose)
-                printf("uid %u is already in the mailbox, skipped\n",
-                       rec.uid);
-            continue;
-        }
         r = restore_one(mb, o, &rec, &uid);
+
+        /* The copy is durable (its own commit); now the old record. */
+        if (!r)
+            r = mailbox_unlink_record(mb, rec.uid);
+        if (!r)
+            r = mailbox_commit(mb);
         if (r)
             break;
-        hash_insert(&live, buf_cstring(&hex), NULL);
         (*count_r)++;
         if (o->verbose)
             printf("restored uid %u as uid %u\n", rec.uid, uid);
     }
-    hash_fini(&live, NULL);
-    buf_free(&hex);
     return r;
 }
 

@@ -179,7 +179,8 @@ def test_undump_refuses_bad_input(store):
     bad(with_field(3, "bad id!"), b"bad unique id")
     bad(with_field(4, "99999999999"), b"bad uidvalidity")
     bad(with_field(5, "-1"), b"bad modseq")
-    bad(with_field(10, "anyone"), b"bad ACL")
+    # An identifier without rights (whatever defaultacl gave the entry).
+    bad("\t".join(good[:10] + ["anyone"]), b"bad ACL")
     bad(with_field(0, "shared.fresh"), b"given twice")
     bad(with_field(8, "\r"), b"carriage return")
     res = store.run("ctl_mboxlist", "-u", stdin=b"shared.y\x00\tmail\n",
@@ -240,6 +241,42 @@ def test_quota_report_and_fix(store):
     # Prefix selection.
     lines = store.out("quota", "user.bob").splitlines()
     assert len(lines) == 2 and lines[1].endswith("user.bob")
+
+
+def test_quota_fix_recounts_annotation_storage(store):
+    """quota -f sums the annotation values of the mailboxes under a root
+    (X-ANNOTATION-STORAGE); a healthy store then stays silent."""
+    populate(store)
+    store.mk("setquota", "user.alice", "100")
+    store.out("quota", "-f", "-q")
+    assert store.out("quota", "-f", "-q") == ""
+
+    # Two values on user.alice and one on its child, written straight
+    # into annotations.db in its documented record form.
+    ids = {}
+    for line in store.out("ctl_mboxlist", "-d").splitlines():
+        f = line.split("\t")
+        ids[f[0]] = f[3]
+    batch = ("set %s\\x00/comment\\x00 \"1 5 hello\"\n"
+             "set %s\\x00/comment\\x00bob \"1 6 abc\"\n"
+             "set %s\\x00/vendor/x\\x00 \"1 7 0123456789\"\n" % (
+                 ids["user.alice"], ids["user.alice"],
+                 ids["user.alice.Sent"]))
+    store.run("cyr_dbtool", "-n", os.path.join(store.confdir,
+                                                "annotations.db"),
+              "twoskip", "batch", stdin=batch.encode())
+    res = store.out("quota", "-f", "-q")
+    assert "user.alice: X-ANNOTATION-STORAGE usage was 0, now 18" in res
+    assert store.out("quota", "-f", "-q") == ""
+
+    # An expunge, an unexpunge and an ipurge each keep the usage right:
+    # nothing left for quota -f to fix.
+    store.mk("expunge", "user.alice", "1")
+    assert store.out("quota", "-f", "-q") == ""
+    store.out("unexpunge", "-a", "user.alice")
+    assert store.out("quota", "-f", "-q") == ""
+    store.out("ipurge", "-f", "-b", "1", "user.alice")
+    assert store.out("quota", "-f", "-q") == ""
 
 
 # ----------------------------------------------------------------------
@@ -394,6 +431,13 @@ def test_unexpunge_list_and_restore(store):
     assert "F" in store.records("shared.news")[5][1]
     with open(store.msgfile("shared.news", 5), "rb") as f:
         assert b"test message of 400 bytes" in f.read()
+    # The old record is retired at once: unlinked, its link gone, and
+    # no longer listed.
+    assert "U" in store.records("shared.news")[2][1]
+    assert not os.path.exists(store.msgfile("shared.news", 2))
+    res = store.out("unexpunge", "-l", "shared.news")
+    assert [l for l in res.splitlines() if l.startswith("UID:")] == [
+        "UID: 3", "UID: 4"]
     # Restoring the same one again is a no-op.
     res = store.out("unexpunge", "-a", "shared.news")
     assert "restored 2 messages" in res

@@ -334,3 +334,61 @@ def test_mbexamine_shows_records(store):
     assert [r["UID"] for r in one] == ["1"]
     res = store.run("mbexamine", store.ext("user.nobody"), check=False)
     assert res.returncode == 1
+
+
+@pytest.fixture
+def metastore():
+    top = tempfile.mkdtemp(prefix="colstore", dir="/tmp")
+    os.chmod(top, 0o755)
+    give_to_tool_user(top)
+    s = Store(pathlib.Path(top), False)
+    s.meta = s.top / "meta"
+    s.meta.mkdir()
+    give_to_tool_user(s.meta)
+    with open(s.conf, "a") as f:
+        f.write("metapartition-default: %s\n" % s.meta)
+        f.write("metapartition_files: header index cache\n")
+    yield s
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_metapartition_files_and_tools(metastore):
+    s = metastore
+    s.make("user.alice", MSG1, MSG2, flags=FLAG_SEEN)
+    data = s.path("user.alice")
+    meta = pathlib.Path(s.run("mbpath", "-m", "user.alice")
+                        .stdout.decode().strip())
+    assert data == s.part / "user" / "alice"
+    assert meta == s.meta / "user" / "alice"
+    info = json.loads(s.run("mbpath", "-j", "user.alice").stdout)
+    assert info["datapath"] == str(data) and info["metapath"] == str(meta)
+    for name in ("cyrus.header", "cyrus.index", "cyrus.cache"):
+        assert (meta / name).exists() and not (data / name).exists()
+    assert (data / "1.").exists() and not (meta / "1.").exists()
+
+    # A healthy store: reconstruct -q -G and quota -f -q say nothing.
+    res = s.reconstruct("-q", "-G")
+    assert res.stdout == b"" and res.stderr == b""
+
+    # Lost metadata is rebuilt where it belongs.
+    (meta / "cyrus.index").unlink()
+    (meta / "cyrus.cache").unlink()
+    out = s.reconstruct("-q", "user.alice").stdout.decode()
+    assert "cyrus.index missing: rebuilt" in out
+    assert (meta / "cyrus.index").exists()
+    assert not (data / "cyrus.index").exists()
+    text = s.examine("user.alice")
+    assert "  Metadata path: %s\n" % meta in text
+    head, recs = records(text)
+    assert head["Exists"] == "2" and [r["UID"] for r in recs] == ["1", "2"]
+    assert s.reconstruct("-q", "-G").stdout == b""
+
+    # The whole metadata directory lost: header recreated from
+    # mailboxes.db, on the metapartition.
+    shutil.rmtree(meta)
+    out = s.reconstruct("-q", "user.alice").stdout.decode()
+    assert "cyrus.header" in out
+    assert (meta / "cyrus.header").exists()
+    assert not (data / "cyrus.header").exists()
+    head, recs = records(s.examine("user.alice"))
+    assert head["Exists"] == "2"
