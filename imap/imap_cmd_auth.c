@@ -1,180 +1,58 @@
-/* imapd authentication: Cyrus SASL set-up fed from imapd.conf's sasl_*
- * options, LOGIN, AUTHENTICATE (with SASL-IR), STARTTLS, and what a
- * successful login sets up (auth state, namespace, INBOX). */
+/* imapd authentication: LOGIN, AUTHENTICATE (with SASL-IR and proxy
+ * authorization), STARTTLS, UNAUTHENTICATE (RFC 8437), and what a
+ * successful login sets up (auth state, namespace, INBOX).  The
+ * protocol-independent part (SASL and TLS set-up, admins, cyr_deny,
+ * the failed-login pause) is imap/authserver.c. */
 /* Columba is free software; see COPYING for the licence. */
 
 #include "config.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
 #include "lib/buf.h"
 #include "lib/error.h"
-#include "lib/libconfig.h"
 #include "lib/log.h"
 #include "lib/prot.h"
-#include "lib/tls.h"
-#include "lib/util.h"
+#include "lib/strarray.h"
 #include "lib/xmalloc.h"
 #include "master/service.h"
-#include "imap/mboxlist.h"
+#include "imap/authserver.h"
 #include "imap/mboxname.h"
-#include "imap/quota.h"
-#include "imap/userdeny.h"
 
 #include "imap/imapd.h"
 
 /* Longest line of a SASL exchange (base64 of a client response). */
 #define AUTH_LINE_MAX (64 * 1024)
-/* Seconds a TLS handshake may take. */
-#define TLS_HANDSHAKE_TIMEOUT 60
 /* Buffer for one decoded SASL response. */
 #define AUTH_DECODED_MAX (AUTH_LINE_MAX / 4 * 3 + 4)
 
-static SSL_CTX *tls_ctx;
-
 const char *imapd_servername(void)
 {
-    static char host[256];
-    const char *name = config_getstring(IMAPOPT_SERVERNAME);
-
-    if (name && *name)
-        return name;
-    if (!host[0]) {
-        if (gethostname(host, sizeof(host)) != 0)
-            xstrlcpy(host, "localhost", sizeof(host));
-        host[sizeof(host) - 1] = '\0';
-    }
-    return host;
+    return authserver_servername();
 }
-
-/* SASL_CB_GETOPT: "sasl_<plugin>_<option>", then "sasl_<option>". */
-static int sasl_getopt_cb(void *context, const char *plugin,
-                          const char *option, const char **result,
-                          unsigned *len)
-{
-    struct buf key = BUF_INITIALIZER;
-    const char *v = NULL;
-
-    (void)context;
-    if (plugin) {
-        buf_printf(&key, "sasl_%s_%s", plugin, option);
-        v = config_getoverflowstring(buf_cstring(&key), NULL);
-    }
-    if (!v) {
-        buf_reset(&key);
-        buf_printf(&key, "sasl_%s", option);
-        v = config_getoverflowstring(buf_cstring(&key), NULL);
-    }
-    buf_free(&key);
-    if (!v)
-        return SASL_FAIL;
-    *result = v;
-    if (len)
-        *len = (unsigned)strlen(v);
-    return SASL_OK;
-}
-
-/* SASL_CB_LOG: the library's own messages, never the exchange. */
-static int sasl_log_cb(void *context, int level, const char *message)
-{
-    int pri;
-
-    (void)context;
-    switch (level) {
-    case SASL_LOG_ERR: pri = LOG_ERR; break;
-    case SASL_LOG_FAIL: pri = LOG_NOTICE; break;
-    case SASL_LOG_WARN: pri = LOG_WARNING; break;
-    case SASL_LOG_NOTE: pri = LOG_INFO; break;
-    default: return SASL_OK;
-    }
-    xsyslog(pri, "sasl", "message=%s", log_escape(message, 256));
-    return SASL_OK;
-}
-
-/* SASL wants int (*)(void); going through void (*)(void) keeps the
- * cast free of -Wcast-function-type warnings. */
-#define SASL_CB(fn) ((int (*)(void))(void (*)(void))(fn))
-
-static sasl_callback_t sasl_callbacks[] = {
-    { SASL_CB_GETOPT, SASL_CB(sasl_getopt_cb), NULL },
-    { SASL_CB_LOG, SASL_CB(sasl_log_cb), NULL },
-    { SASL_CB_LIST_END, NULL, NULL }
-};
 
 int imapd_auth_init(void)
 {
-    struct tls_server_params params;
-    const char *err = NULL;
-    int r;
-
-    r = sasl_server_init(sasl_callbacks, "Columba");
-    if (r != SASL_OK) {
-        xsyslog(LOG_ERR, "sasl_server_init failed", "error=%s",
-                sasl_errstring(r, NULL, NULL));
-        return ERR_INTERNAL;
-    }
-
-    /* Without a certificate there is simply no STARTTLS. */
-    if (config_getstring(IMAPOPT_TLS_SERVER_CERT)) {
-        tls_server_params_from_config(&params);
-        if (tls_server_ctx_new(&params, &tls_ctx, &err)) {
-            xsyslog(LOG_ERR, "TLS unavailable", "error=%s",
-                    err ? err : "unknown");
-            tls_ctx = NULL;
-            if (service_implicit_tls)
-                return ERR_CONFIG;
-        }
-    }
-    return 0;
+    return authserver_init("imap");
 }
 
 int imapd_tls_available(void)
 {
-    return tls_ctx != NULL;
+    return authserver_tls_available();
 }
 
 int imapd_plaintext_ok(const struct imapd *s)
 {
-    return s->tls || config_getswitch(IMAPOPT_ALLOWPLAINTEXT);
-}
-
-/* Tell SASL what protects the connection now. */
-static void set_security(struct imapd *s)
-{
-    sasl_security_properties_t sp;
-    sasl_ssf_t ssf = s->tls ? (sasl_ssf_t)tls_get_cipher_bits(s->tls) : 0;
-
-    memset(&sp, 0, sizeof(sp));
-    /* No SASL security layer: TLS is the way to protect a session. */
-    sp.max_ssf = 0;
-    sp.maxbufsize = 0;
-    sp.security_flags = SASL_SEC_NOANONYMOUS;
-    if (!imapd_plaintext_ok(s))
-        sp.security_flags |= SASL_SEC_NOPLAINTEXT;
-    sasl_setprop(s->sasl, SASL_SSF_EXTERNAL, &ssf);
-    sasl_setprop(s->sasl, SASL_SEC_PROPS, &sp);
+    return authserver_plaintext_ok(s->tls);
 }
 
 int imapd_auth_session_start(struct imapd *s)
 {
-    int r = sasl_server_new("imap", imapd_servername(), NULL, NULL, NULL,
-                            NULL, 0, &s->sasl);
-
-    if (r != SASL_OK) {
-        xsyslog(LOG_ERR, "sasl_server_new failed", "error=%s",
-                sasl_errstring(r, NULL, NULL));
-        s->sasl = NULL;
-        return ERR_INTERNAL;
-    }
-    set_security(s);
-    return 0;
+    return authserver_sasl_new(prot_fd(s->in), s->tls, &s->sasl);
 }
 
 void imapd_auth_session_end(struct imapd *s)
@@ -185,43 +63,26 @@ void imapd_auth_session_end(struct imapd *s)
 
 void imapd_auth_capabilities(struct imapd *s, struct buf *out)
 {
-    const char *list = NULL;
-    unsigned len = 0;
-    int count = 0;
+    struct buf list = BUF_INITIALIZER;
+    strarray_t *mechs;
+    int i;
 
-    if (!s->sasl)
-        return;
-    if (sasl_listmech(s->sasl, NULL, " AUTH=", " AUTH=", "", &list, &len,
-                      &count) == SASL_OK && count > 0)
-        buf_appendmap(out, list, len);
+    if (authserver_mechlist(s->sasl, &list) > 0) {
+        mechs = strarray_split(buf_cstring(&list), " ", 1);
+        for (i = 0; i < mechs->count; i++)
+            buf_printf(out, " AUTH=%s", strarray_nth(mechs, i));
+        strarray_free(&mechs);
+    }
+    buf_free(&list);
 }
 
 int imapd_tls_start(struct imapd *s)
 {
-    const char *err = NULL;
-    struct buf info = BUF_INITIALIZER;
-    SSL *ssl = NULL;
-    int r;
+    int r = authserver_tls_start(s->in, s->out, &s->tls);
 
-    if (!tls_ctx)
-        return ERR_UNSUPPORTED;
-    prot_flush(s->out);
-    r = tls_start_server(tls_ctx, prot_fd(s->in), TLS_HANDSHAKE_TIMEOUT,
-                         &ssl, &err);
-    if (r) {
-        xsyslog(LOG_NOTICE, "TLS handshake failed", "error=%s",
-                err ? err : error_message(r));
-        return r;
-    }
-    if (prot_settls(s->in, s->out, ssl) == ERR_PROTOCOL)
-        xsyslog(LOG_WARNING, "plaintext after STARTTLS discarded", NULL);
-    s->tls = ssl;
-    tls_get_info(ssl, &info);
-    xsyslog(LOG_INFO, "starttls", "tls=%s", log_escape(buf_cstring(&info),
-                                                       0));
-    buf_free(&info);
-    set_security(s);
-    return 0;
+    if (!r && s->sasl)
+        authserver_sasl_secure(s->sasl, s->tls);
+    return r;
 }
 
 /* STARTTLS */
@@ -233,7 +94,13 @@ void imapd_cmd_starttls(struct imapd *s, int c)
         imapd_bad(s, "Already using TLS");
         return;
     }
-    if (!tls_ctx) {
+    /* Reachable after COMPRESS and UNAUTHENTICATE: TLS would have to go
+     * under the compression layer, which prot cannot stack. */
+    if (prot_is_compressed(s->in)) {
+        imapd_no(s, "[COMPRESSIONACTIVE] STARTTLS after COMPRESS");
+        return;
+    }
+    if (!authserver_tls_available()) {
         imapd_no(s, "TLS is not available");
         return;
     }
@@ -242,85 +109,27 @@ void imapd_cmd_starttls(struct imapd *s, int c)
         s->logout = 1;
 }
 
-/* Is `userid` listed in admins? */
-static int is_admin_user(const char *userid)
-{
-    strarray_t *admins = config_getstrarray(IMAPOPT_ADMINS);
-    int found = strarray_find(admins, userid, 0) >= 0;
-
-    strarray_free(&admins);
-    return found;
-}
-
-/* A positive autocreate_quota (KiB) becomes a STORAGE limit on the new,
- * still empty INBOX. */
-static int autocreate_quota_root(const char *inbox)
-{
-    int64_t limit = config_getint(IMAPOPT_AUTOCREATE_QUOTA);
-    struct quota q;
-    int r;
-
-    if (limit <= 0)
-        return 0;
-    quota_init(&q, inbox);
-    q.limits[QUOTA_STORAGE] = limit > QUOTA_LIMIT_MAX ? QUOTA_LIMIT_MAX
-                                                      : limit;
-    q.useds[QUOTA_NUMFOLDERS] = 1;
-    r = quota_write(&q, NULL);
-    quota_fini(&q);
-    return r;
-}
-
-/* Create the user's INBOX on first login when autocreate_quota is set
- * (>= 0), as Cyrus does. */
-static void autocreate_inbox(struct imapd *s)
-{
-    char *inbox = NULL;
-    struct mboxlist_entry *e = NULL;
-    int r;
-
-    if (config_getint(IMAPOPT_AUTOCREATE_QUOTA) < 0)
-        return;
-    if (mboxname_user_mbox(s->userid, NULL, &inbox))
-        return;
-    if (mboxlist_lookup(inbox, &e) == ERR_MAILBOX_NONEXISTENT) {
-        r = mboxlist_create(inbox, MAILBOX_TYPE_MAIL, NULL, s->auth, 1,
-                            NULL);
-        if (!r)
-            r = autocreate_quota_root(inbox);
-        if (r)
-            xsyslog(LOG_ERR, "autocreate INBOX failed", "mailbox=%s error=%s",
-                    log_escape(inbox, 0), error_message(r));
-        else
-            xsyslog(LOG_NOTICE, "autocreated INBOX", "mailbox=%s",
-                    log_escape(inbox, 0));
-    }
-    mboxlist_entry_free(&e);
-    free(inbox);
-}
-
-/* The session is authenticated as `name`: set up its state and answer
- * OK.  Returns 0, or an error after answering NO. */
-static int login_finish(struct imapd *s, const char *name, const char *mech)
+/* The session is authenticated as `name` (the authorization id; the
+ * authentication id `authcid` differs for proxy logins, else NULL): set
+ * up its state and answer OK.  Returns 0, or an error after answering
+ * NO. */
+static int login_finish(struct imapd *s, const char *name,
+                        const char *authcid, const char *mech)
 {
     struct buf caps = BUF_INITIALIZER;
     char *userid = NULL;
     char *denied = NULL;
     int r;
 
-    r = mboxname_canonical_userid(name, &userid);
+    r = authserver_canon_userid(name, &userid);
     if (r) {
         imapd_no(s, "[AUTHENTICATIONFAILED] Invalid user name");
         return r;
     }
-    if (config_getswitch(IMAPOPT_USERNAME_TOLOWER))
-        lcase(userid);
 
     /* cyr_deny: the password was right, but this user may not use us. */
-    r = userdeny_check(userid, service_name(), &denied);
+    r = authserver_check_deny(userid, service_name(), &denied);
     if (r) {
-        xsyslog(LOG_NOTICE, "login denied", "user=%s service=%s",
-                log_escape(userid, 0), log_escape(service_name(), 0));
         imapd_no(s, "[AUTHORIZATIONFAILED] %s",
                  denied ? denied : "Access denied");
         free(denied);
@@ -328,15 +137,21 @@ static int login_finish(struct imapd *s, const char *name, const char *mech)
         return r;
     }
     s->userid = userid;
-    s->is_admin = is_admin_user(userid);
+    s->is_admin = authserver_is_admin(userid);
     s->auth = acl_auth_new(userid, s->is_admin);
     r = mboxname_init_namespace(&s->ns, s->is_admin);
     if (r)
         xsyslog(LOG_ERR, "bad namespace configuration", "error=%s",
                 error_message(r));
-    autocreate_inbox(s);
-    xsyslog(LOG_NOTICE, "login", "user=%s mech=%s tls=%d admin=%d",
-            log_escape(userid, 0), mech, s->tls != NULL, s->is_admin);
+    authserver_autocreate_inbox(userid, s->auth);
+    if (authcid)
+        xsyslog(LOG_NOTICE, "login", "user=%s authcid=%s mech=%s tls=%d "
+                "admin=%d", log_escape(userid, 0), log_escape(authcid, 0),
+                log_escape(mech, 64), s->tls != NULL, s->is_admin);
+    else
+        xsyslog(LOG_NOTICE, "login", "user=%s mech=%s tls=%d admin=%d",
+                log_escape(userid, 0), log_escape(mech, 64), s->tls != NULL,
+                s->is_admin);
     imapd_capabilities(s, &caps);
     imapd_ok(s, "[CAPABILITY %s] User logged in", buf_cstring(&caps));
     buf_free(&caps);
@@ -347,14 +162,9 @@ static int login_finish(struct imapd *s, const char *name, const char *mech)
 static void login_failed(struct imapd *s, const char *name,
                          const char *mech)
 {
-    int64_t pause = config_getduration(IMAPOPT_FAILEDLOGINPAUSE, 's');
-
     xsyslog(LOG_NOTICE, "login failed", "user=%s mech=%s",
-            log_escape(name, 64), mech);
-    if (pause > 0) {
-        prot_flush(s->out);
-        sleep(pause > 60 ? 60 : (unsigned)pause);
-    }
+            log_escape(name, 64), log_escape(mech, 64));
+    authserver_failed_pause(s->out);
     imapd_no(s, "[AUTHENTICATIONFAILED] Authentication failed");
 }
 
@@ -383,7 +193,7 @@ void imapd_cmd_login(struct imapd *s, int c)
     if (r != SASL_OK)
         login_failed(s, buf_cstring(&user), "LOGIN");
     else
-        login_finish(s, buf_cstring(&user), "LOGIN");
+        login_finish(s, buf_cstring(&user), NULL, "LOGIN");
 
 done:
     if (pass.s)
@@ -440,7 +250,9 @@ void imapd_cmd_authenticate(struct imapd *s, int c)
     unsigned serveroutlen = 0;
     unsigned declen = 0;
     const void *username = NULL;
+    const void *authcid = NULL;
     int has_ir = 0;
+    int is_started = 0;
     int r;
 
     if (imapd_sp(s, c))
@@ -457,6 +269,7 @@ void imapd_cmd_authenticate(struct imapd *s, int c)
         goto done;
     }
 
+    is_started = 1;
     r = sasl_server_start(s->sasl, buf_cstring(&mech),
                           has_ir ? decoded : NULL, declen,
                           &serverout, &serveroutlen);
@@ -483,13 +296,52 @@ void imapd_cmd_authenticate(struct imapd *s, int c)
             login_failed(s, "-", buf_cstring(&mech));
         goto done;
     }
-    login_finish(s, (const char *)username, buf_cstring(&mech));
+    /* A proxy login (authzid differs from authcid) got this far only
+     * through the proxy policy of authserver. */
+    if (sasl_getprop(s->sasl, SASL_AUTHUSER, &authcid) != SASL_OK
+        || !authcid || !strcmp((const char *)authcid,
+                               (const char *)username))
+        authcid = NULL;
+    login_finish(s, (const char *)username, (const char *)authcid,
+                 buf_cstring(&mech));
 
 done:
+    /* A cancelled, failed or refused exchange must not leave SASL in a
+     * state the next AUTHENTICATE could complete without credentials. */
+    if (is_started && !s->userid
+        && authserver_sasl_renew(prot_fd(s->in), s->tls, &s->sasl))
+        s->logout = 1;
     xzero_secret(decoded, AUTH_DECODED_MAX);
     free(decoded);
     if (resp.s)
         xzero_secret(resp.s, resp.alloc);
     buf_free(&resp);
     buf_free(&mech);
+}
+
+/* UNAUTHENTICATE (RFC 8437): back to the not authenticated state on the
+ * same connection.  A selected mailbox is left without expunge, ENABLEd
+ * extensions end, and SASL starts afresh; TLS and COMPRESS stay. */
+void imapd_cmd_unauthenticate(struct imapd *s, int c)
+{
+    sasl_conn_t *fresh = NULL;
+
+    if (imapd_eol(s, c))
+        return;
+    if (authserver_sasl_new(prot_fd(s->in), s->tls, &fresh)) {
+        imapd_no(s, "[SERVERBUG] Cannot reset authentication");
+        return;
+    }
+    imapd_deselect(s);
+    imapd_auth_session_end(s);
+    s->sasl = fresh;
+    xsyslog(LOG_NOTICE, "unauthenticate", "user=%s",
+            log_escape(s->userid, 0));
+    free(s->userid);
+    s->userid = NULL;
+    acl_auth_free(&s->auth);
+    s->is_admin = 0;
+    s->enabled = 0;
+    memset(&s->ns, 0, sizeof(s->ns));
+    imapd_ok(s, "Completed");
 }
