@@ -4,12 +4,15 @@
 
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/buf.h"
+#include "lib/charset.h"
 #include "lib/error.h"
 #include "lib/prot.h"
 #include "lib/log.h"
@@ -28,6 +31,10 @@
 #define FETCH_MAX_SECTIONS 64
 /* Most header names in one HEADER.FIELDS list. */
 #define FETCH_MAX_FIELDS 128
+/* Longest PREVIEW, in characters (RFC 8970 3.1). */
+#define FETCH_PREVIEW_CHARS 200
+/* Most bytes of text looked at for a PREVIEW (markup counts). */
+#define FETCH_PREVIEW_SCAN (64 * 1024)
 
 /* Simple FETCH items. */
 enum {
@@ -37,11 +44,25 @@ enum {
     F_SIZE = 1 << 3,
     F_ENVELOPE = 1 << 4,
     F_BODYSTRUCTURE = 1 << 5,
-    F_BODY = 1 << 6
+    F_BODY = 1 << 6,
+    F_MODSEQ = 1 << 7,
+    F_SAVEDATE = 1 << 8,
+    F_EMAILID = 1 << 9,
+    F_THREADID = 1 << 10,
+    F_PREVIEW = 1 << 11
 };
 
-/* One BODY[section]<partial> (or RFC822, RFC822.HEADER, RFC822.TEXT). */
+/* What a section item returns. */
+enum section_kind {
+    SEC_BODY = 0,               /* BODY[...], RFC822* */
+    SEC_BINARY,                 /* BINARY[...] (RFC 3516) */
+    SEC_BINARY_SIZE             /* BINARY.SIZE[...] */
+};
+
+/* One BODY[section]<partial> (or RFC822, RFC822.HEADER, RFC822.TEXT,
+ * BINARY[part]<partial>, BINARY.SIZE[part]). */
 struct fetch_section {
+    enum section_kind kind;
     char *label;                /* as answered, without the origin */
     char *spec;                 /* for mailbox_cache_section() */
     strarray_t fields;          /* HEADER.FIELDS names */
@@ -57,6 +78,10 @@ struct fetch_req {
     struct fetch_section secs[FETCH_MAX_SECTIONS];
     size_t nsecs;
     int sets_seen;
+    int needs_parse;            /* BINARY or PREVIEW: parse the message */
+    int has_changedsince;       /* CHANGEDSINCE modifier (RFC 7162) */
+    uint64_t changedsince;
+    int has_vanished;           /* VANISHED modifier (UID FETCH) */
 };
 
 static void fetch_req_fini(struct fetch_req *req)
@@ -161,6 +186,72 @@ static int parse_body_section(const char *word, struct fetch_req *req)
     return r;
 }
 
+/* Is `part` a section-part: nz-number *("." nz-number), or empty? */
+static int is_section_part(const char *part, size_t len)
+{
+    size_t i;
+    int at_start = 1;
+
+    for (i = 0; i < len; i++) {
+        if (part[i] == '.' && !at_start && i + 1 < len) {
+            at_start = 1;
+        }
+        else if (part[i] >= '0' && part[i] <= '9'
+                 && !(at_start && part[i] == '0')) {
+            at_start = 0;
+        }
+        else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Parse BINARY[part]<...>, BINARY.PEEK[part]<...> or BINARY.SIZE[part]
+ * (RFC 3516 4.2) in `word`. */
+static int parse_binary_section(const char *word, struct fetch_req *req)
+{
+    struct fetch_section *sec;
+    struct buf label = BUF_INITIALIZER;
+    const char *open = strchr(word, '[');
+    const char *close = open ? strchr(open, ']') : NULL;
+    size_t namelen = open ? (size_t)(open - word) : 0;
+    enum section_kind kind;
+    int sets_seen = 0;
+
+    if (req->nsecs >= FETCH_MAX_SECTIONS || !close)
+        return -1;
+    if (namelen == 6 && !strncasecmp(word, "BINARY", 6)) {
+        kind = SEC_BINARY;
+        sets_seen = 1;
+    }
+    else if (namelen == 11 && !strncasecmp(word, "BINARY.PEEK", 11)) {
+        kind = SEC_BINARY;
+    }
+    else if (namelen == 11 && !strncasecmp(word, "BINARY.SIZE", 11)) {
+        kind = SEC_BINARY_SIZE;
+    }
+    else {
+        return -1;
+    }
+    if (!is_section_part(open + 1, (size_t)(close - open - 1))
+        || (kind == SEC_BINARY_SIZE && close[1]))
+        return -1;
+    sec = &req->secs[req->nsecs];
+    memset(sec, 0, sizeof(*sec));
+    if (parse_partial(close + 1, sec))
+        return -1;
+    sec->kind = kind;
+    sec->sets_seen = sets_seen;
+    sec->spec = xstrndup(open + 1, (size_t)(close - open - 1));
+    buf_printf(&label, "%s[%s]", kind == SEC_BINARY ? "BINARY" : "BINARY.SIZE",
+               sec->spec);
+    sec->label = buf_release(&label);
+    req->nsecs++;
+    req->needs_parse = 1;
+    return 0;
+}
+
 /* An RFC822* item as a section. */
 static int add_rfc822(struct fetch_req *req, const char *label,
                       const char *spec, int sets_seen)
@@ -187,7 +278,9 @@ static int parse_fetch_item(const char *word, struct fetch_req *req)
         { "FLAGS", F_FLAGS }, { "UID", F_UID },
         { "INTERNALDATE", F_INTERNALDATE }, { "RFC822.SIZE", F_SIZE },
         { "ENVELOPE", F_ENVELOPE }, { "BODYSTRUCTURE", F_BODYSTRUCTURE },
-        { "BODY", F_BODY },
+        { "BODY", F_BODY }, { "MODSEQ", F_MODSEQ },
+        { "SAVEDATE", F_SAVEDATE }, { "EMAILID", F_EMAILID },
+        { "THREADID", F_THREADID }, { "PREVIEW", F_PREVIEW },
         { "ALL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE },
         { "FAST", F_FLAGS | F_INTERNALDATE | F_SIZE },
         { "FULL", F_FLAGS | F_INTERNALDATE | F_SIZE | F_ENVELOPE | F_BODY },
@@ -197,6 +290,8 @@ static int parse_fetch_item(const char *word, struct fetch_req *req)
     for (i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
         if (!strcasecmp(word, simple[i].name)) {
             req->items |= simple[i].items;
+            if (simple[i].items & F_PREVIEW)
+                req->needs_parse = 1;
             return 0;
         }
     }
@@ -208,7 +303,30 @@ static int parse_fetch_item(const char *word, struct fetch_req *req)
         return add_rfc822(req, "RFC822.TEXT", "TEXT", 1);
     if (!strncasecmp(word, "BODY[", 5) || !strncasecmp(word, "BODY.PEEK[", 10))
         return parse_body_section(word, req);
+    if (!strncasecmp(word, "BINARY", 6))
+        return parse_binary_section(word, req);
     return -1;
+}
+
+/* PREVIEW's modifiers "(LAZY)" after "PREVIEW SP", the "(" read: we
+ * always compute the preview, so LAZY changes nothing (RFC 8970 3.2).
+ * Returns the byte after ")" or EOF. */
+static int read_preview_mods(struct imapd *s)
+{
+    struct buf word = BUF_INITIALIZER;
+    int c;
+
+    do {
+        c = imap_parse_atom(&s->parser, &word);
+        if (c != EOF && strcasecmp(buf_cstring(&word), "LAZY"))
+            c = imap_parse_fail(&s->parser, "Unknown PREVIEW modifier");
+    } while (c == ' ');
+    if (c != EOF && c != ')')
+        c = imap_parse_fail(&s->parser, "Expected ) after PREVIEW");
+    else if (c == ')')
+        c = imap_parse_getc(&s->parser);
+    buf_free(&word);
+    return c;
 }
 
 /* Read the FETCH attribute list (one item or a parenthesised list). */
@@ -228,10 +346,24 @@ static int read_fetch_items(struct imapd *s, struct fetch_req *req)
             c = imap_parse_fail(&s->parser, "Invalid FETCH item");
             goto done;
         }
+        /* "PREVIEW (LAZY)" inside the list; a lone PREVIEW's "(" is
+         * read with the FETCH modifiers. */
+        if (in_list && c == ' ' && !strcasecmp(buf_cstring(&word),
+                                               "PREVIEW")) {
+            c = imap_parse_getc(&s->parser);
+            if (c == '(') {
+                c = read_preview_mods(s);
+            }
+            else {
+                imap_parse_ungetc(&s->parser, c);
+                c = ' ';
+            }
+        }
     } while (in_list && c == ' ');
     if (in_list) {
         if (c != ')') {
-            c = imap_parse_fail(&s->parser, "Expected ) in FETCH");
+            c = c == EOF ? EOF
+                         : imap_parse_fail(&s->parser, "Expected ) in FETCH");
             goto done;
         }
         c = imap_parse_getc(&s->parser);
@@ -241,11 +373,96 @@ done:
     return c;
 }
 
+/* Read a mod-sequence-valzer (0 .. 2^63-1).  Returns the next byte or
+ * EOF. */
+static int read_modseq(struct imapd *s, uint64_t *val_r)
+{
+    struct buf word = BUF_INITIALIZER;
+    int c = imap_parse_atom(&s->parser, &word);
+
+    if (c != EOF && (parse_uint64(buf_cstring(&word), NULL, val_r)
+                     || *val_r > INT64_MAX))
+        c = imap_parse_fail(&s->parser, "Invalid mod-sequence");
+    buf_free(&word);
+    return c;
+}
+
+/* The FETCH modifiers after "SP (": CHANGEDSINCE n, VANISHED (RFC 7162
+ * 3.1.4.1, 3.2.6), and LAZY for a lone PREVIEW.  Returns the byte
+ * after ")" or EOF. */
+static int read_fetch_mods(struct imapd *s, struct fetch_req *req)
+{
+    struct buf word = BUF_INITIALIZER;
+    int c;
+
+    do {
+        c = imap_parse_atom(&s->parser, &word);
+        if (c == EOF)
+            break;
+        if (!strcasecmp(buf_cstring(&word), "CHANGEDSINCE")
+            && !req->has_changedsince) {
+            if (imapd_sp(s, c)) {
+                c = EOF;
+                break;
+            }
+            c = read_modseq(s, &req->changedsince);
+            req->has_changedsince = 1;
+        }
+        else if (!strcasecmp(buf_cstring(&word), "VANISHED")
+                 && !req->has_vanished) {
+            req->has_vanished = 1;
+        }
+        else if (!strcasecmp(buf_cstring(&word), "LAZY")
+                 && (req->items & F_PREVIEW)) {
+            continue;
+        }
+        else {
+            c = imap_parse_fail(&s->parser, "Unknown FETCH modifier");
+        }
+    } while (c == ' ');
+    if (c != EOF && c != ')')
+        c = imap_parse_fail(&s->parser, "Expected ) after FETCH modifiers");
+    else if (c == ')')
+        c = imap_parse_getc(&s->parser);
+    buf_free(&word);
+
+    /* VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE (3.2.6). */
+    if (c != EOF && req->has_vanished
+        && (!s->is_uid || !(s->enabled & IMAPD_ENABLED_QRESYNC)
+            || !req->has_changedsince))
+        c = imap_parse_fail(&s->parser, "VANISHED needs UID FETCH,"
+                            " QRESYNC and CHANGEDSINCE");
+    return c;
+}
+
+/* Append `len` bytes as a literal, as a literal8 ("~{n}") when they
+ * hold a NUL and `binary_ok` (RFC 3516 4.3). */
+static void put_literal8(struct buf *out, const char *data, size_t len,
+                         int binary_ok)
+{
+    buf_printf(out, "%s{%zu}\r\n",
+               binary_ok && len && memchr(data, '\0', len) ? "~" : "", len);
+    buf_appendmap(out, data, len);
+}
+
 /* Append `len` bytes as a literal. */
 static void put_literal(struct buf *out, const char *data, size_t len)
 {
-    buf_printf(out, "{%zu}\r\n", len);
-    buf_appendmap(out, data, len);
+    put_literal8(out, data, len, 0);
+}
+
+/* Cut `data`/`len` to the partial range of `fs`. */
+static void apply_partial(const struct fetch_section *fs, const char **data,
+                          size_t *len)
+{
+    size_t start, n;
+
+    if (!fs->has_partial)
+        return;
+    start = fs->start < *len ? fs->start : *len;
+    n = *len - start < fs->len ? *len - start : fs->len;
+    *data = *data ? *data + start : NULL;
+    *len = n;
 }
 
 /* Append one section's data for the message in `msg`. */
@@ -278,15 +495,304 @@ static void fetch_section(struct imapd *s, const struct mailbox_record *rec,
         data = msg->s + sec.offset;
         len = sec.size;
     }
-    if (fs->has_partial) {
-        size_t start = fs->start < len ? fs->start : len;
-        size_t n = len - start < fs->len ? len - start : fs->len;
-
-        data = data ? data + start : NULL;
-        len = n;
-    }
+    apply_partial(fs, &data, &len);
     put_literal(out, data ? data : "", len);
     buf_free(&tmp);
+}
+
+/* Undo the transfer encoding of section `spec` into `out`.  Composite
+ * parts (multipart, message/rfc822) and BINARY[] are sent as stored:
+ * MIME allows them only identity encodings.  Returns 0, ERR_NOTFOUND
+ * for a section the message lacks, or ERR_UNSUPPORTED for an encoding
+ * we cannot undo. */
+static int binary_decode(const struct message *m, const char *spec,
+                         struct buf *out)
+{
+    struct message_section sec;
+    const struct message_part *part;
+    const char *enc;
+    const char *data;
+
+    if (message_section_find(m, spec, &sec) || sec.offset > m->size
+        || sec.size > m->size - sec.offset)
+        return ERR_NOTFOUND;
+    part = sec.part;
+    data = m->base + sec.offset;
+    enc = part ? part->encoding : NULL;
+    if (!*spec || !part || part->nsubparts || part->message || !enc
+        || !strcmp(enc, "7BIT") || !strcmp(enc, "8BIT")
+        || !strcmp(enc, "BINARY")) {
+        buf_appendmap(out, data, sec.size);
+        return 0;
+    }
+    if (!strcmp(enc, "BASE64")) {
+        /* Damaged base64: what could be decoded is the best there is. */
+        charset_decode_base64(data, sec.size, out);
+        return 0;
+    }
+    if (!strcmp(enc, "QUOTED-PRINTABLE")) {
+        charset_decode_qp(data, sec.size, out);
+        return 0;
+    }
+    return ERR_UNSUPPORTED;
+}
+
+/* Append a BINARY[...] or BINARY.SIZE[...] item.  Returns 0 or
+ * ERR_UNSUPPORTED (unknown transfer encoding: the command fails with
+ * UNKNOWN-CTE). */
+static int fetch_binary(const struct fetch_section *fs,
+                        const struct message *m, struct buf *out)
+{
+    struct buf data = BUF_INITIALIZER;
+    const char *p;
+    size_t len;
+    int r = m ? binary_decode(m, fs->spec, &data) : ERR_NOTFOUND;
+
+    if (r == ERR_UNSUPPORTED)
+        goto done;
+    buf_appendcstr(out, fs->label);
+    if (fs->kind == SEC_BINARY_SIZE) {
+        buf_printf(out, " %zu", r ? (size_t)0 : data.len);
+        r = 0;
+        goto done;
+    }
+    if (fs->has_partial)
+        buf_printf(out, "<%u>", fs->start);
+    if (r) {
+        buf_appendcstr(out, " NIL");
+        r = 0;
+        goto done;
+    }
+    p = data.s;
+    len = data.len;
+    apply_partial(fs, &p, &len);
+    buf_putc(out, ' ');
+    put_literal8(out, p ? p : "", len, 1);
+done:
+    buf_free(&data);
+    return r;
+}
+
+/* Building a PREVIEW from the first text part. */
+struct preview {
+    struct buf text;
+    int found;
+};
+
+/* Length of the UTF-8 sequence starting with byte `c` (1 for a stray
+ * continuation byte: the text is already valid UTF-8). */
+static size_t utf8_len(unsigned char c)
+{
+    return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
+/* Does `name` (`len` bytes, any case) appear in the NULL-ended list? */
+static int name_in(const char *name, size_t len, const char *const *list)
+{
+    for (; *list; list++) {
+        if (strlen(*list) == len && !strncasecmp(name, *list, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* Skip the HTML tag at text[i] == '<'.  Elements whose content is not
+ * text (style, script, head) are skipped up to their end tag.  Returns
+ * the index after the tag (or `len`); *is_inline_r tells whether the
+ * tag sits inside a run of text (<b>, <span>...) rather than breaking
+ * it. */
+static size_t html_skip_tag(const char *text, size_t len, size_t i,
+                            int *is_inline_r)
+{
+    static const char *const inline_tags[] = {
+        "a", "b", "i", "u", "em", "strong", "span", "font", "small",
+        "big", "sub", "sup", "code", "tt", NULL
+    };
+    static const char *const hidden[] = { "style", "script", "head", NULL };
+    const char *end = memchr(text + i, '>', len - i);
+    size_t name = i + 1, n = 0;
+    int is_close = 0;
+
+    if (name < len && text[name] == '/') {
+        is_close = 1;
+        name++;
+    }
+    while (name + n < len && (isalnum((unsigned char)text[name + n])))
+        n++;
+    *is_inline_r = name_in(text + name, n, inline_tags);
+    if (!end)
+        return len;
+    if (!is_close && name_in(text + name, n, hidden)) {
+        size_t j;
+
+        /* Find "</name" from here; the element is bounded by the scan
+         * limit like everything else. */
+        for (j = (size_t)(end - text) + 1; j + n + 2 <= len; j++) {
+            if (text[j] == '<' && text[j + 1] == '/'
+                && !strncasecmp(text + j + 2, text + name, n)) {
+                end = memchr(text + j, '>', len - j);
+                return end ? (size_t)(end - text) + 1 : len;
+            }
+        }
+        return len;
+    }
+    return (size_t)(end - text) + 1;
+}
+
+/* Decode the HTML character reference at text[i] == '&' into `out`
+ * (UTF-8).  Returns the bytes it takes, or 0 when it is not one we
+ * know (the '&' is then text). */
+static size_t html_entity(const char *text, size_t len, size_t i,
+                          struct buf *out)
+{
+    static const struct {
+        const char *name;
+        const char *utf8;
+    } named[] = {
+        { "amp", "&" }, { "lt", "<" }, { "gt", ">" }, { "quot", "\"" },
+        { "apos", "'" }, { "nbsp", " " }
+    };
+    const char *semi = memchr(text + i, ';', len - i < 12 ? len - i : 12);
+    size_t n, k;
+    uint32_t cp = 0;
+
+    if (!semi)
+        return 0;
+    n = (size_t)(semi - (text + i)) + 1;
+    for (k = 0; k < sizeof(named) / sizeof(named[0]); k++) {
+        if (strlen(named[k].name) == n - 2
+            && !strncmp(text + i + 1, named[k].name, n - 2)) {
+            buf_appendcstr(out, named[k].utf8);
+            return n;
+        }
+    }
+    if (n < 4 || text[i + 1] != '#')
+        return 0;
+    for (k = i + 2; k < i + n - 1; k++) {
+        int d = (unsigned char)text[k];
+
+        if (k == i + 2 && (d == 'x' || d == 'X') && n > 4)
+            continue;
+        if (text[i + 2] == 'x' || text[i + 2] == 'X') {
+            if (!isxdigit(d))
+                return 0;
+            cp = cp * 16 + (uint32_t)(isdigit(d) ? d - '0'
+                                                 : (d | 0x20) - 'a' + 10);
+        }
+        else if (isdigit(d)) {
+            cp = cp * 10 + (uint32_t)(d - '0');
+        }
+        else {
+            return 0;
+        }
+        if (cp > 0x10ffff)
+            return 0;
+    }
+    if (!cp || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    if (cp < 0x80) {
+        buf_putc(out, (char)cp);
+    }
+    else if (cp < 0x800) {
+        buf_putc(out, (char)(0xc0 | (cp >> 6)));
+        buf_putc(out, (char)(0x80 | (cp & 0x3f)));
+    }
+    else if (cp < 0x10000) {
+        buf_putc(out, (char)(0xe0 | (cp >> 12)));
+        buf_putc(out, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        buf_putc(out, (char)(0x80 | (cp & 0x3f)));
+    }
+    else {
+        buf_putc(out, (char)(0xf0 | (cp >> 18)));
+        buf_putc(out, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        buf_putc(out, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        buf_putc(out, (char)(0x80 | (cp & 0x3f)));
+    }
+    return n;
+}
+
+/* Append the preview of `len` bytes of UTF-8 text to `out`: for HTML
+ * the markup dropped and character references decoded, runs of white
+ * space and control characters folded into one space, at most
+ * FETCH_PREVIEW_CHARS characters. */
+static void preview_text(const char *text, size_t len, int is_html,
+                         struct buf *out)
+{
+    struct buf one = BUF_INITIALIZER;
+    size_t i = 0, chars = 0;
+    int pending_space = 0;
+
+    if (len > FETCH_PREVIEW_SCAN)
+        len = FETCH_PREVIEW_SCAN;
+    while (i < len && chars < FETCH_PREVIEW_CHARS) {
+        unsigned char c = (unsigned char)text[i];
+        size_t n = utf8_len(c);
+        size_t ent = 0;
+        int is_inline;
+
+        buf_reset(&one);
+        if (is_html && c == '<') {
+            i = html_skip_tag(text, len, i, &is_inline);
+            pending_space |= !is_inline && out->len > 0;
+            continue;
+        }
+        if (is_html && c == '&')
+            ent = html_entity(text, len, i, &one);
+        if (ent) {
+            i += ent;
+        }
+        else if (i + n <= len) {
+            buf_appendmap(&one, text + i, n);
+            i += n;
+        }
+        else {
+            break;
+        }
+        if ((unsigned char)one.s[0] <= 0x20 || one.s[0] == 0x7f) {
+            pending_space = out->len > 0;
+            continue;
+        }
+        if (pending_space) {
+            buf_putc(out, ' ');
+            pending_space = 0;
+            if (++chars >= FETCH_PREVIEW_CHARS)
+                break;
+        }
+        buf_appendbuf(out, &one);
+        chars++;
+    }
+    buf_free(&one);
+}
+
+/* message_foreach_text callback: take the first text part that is not
+ * an attachment. */
+static int preview_cb(const struct message_part *part, const char *text,
+                      size_t len, void *rock)
+{
+    struct preview *pv = rock;
+
+    if (part->disposition && !strcmp(part->disposition, "ATTACHMENT"))
+        return 0;
+    preview_text(text, len, part->subtype && !strcmp(part->subtype, "HTML"),
+                 &pv->text);
+    pv->found = 1;
+    return 1;
+}
+
+/* Append "PREVIEW <string>" for the parsed message `m` (NULL when it
+ * could not be read: NIL). */
+static void fetch_preview(const struct message *m, struct buf *out)
+{
+    struct preview pv = { BUF_INITIALIZER, 0 };
+
+    buf_appendcstr(out, "PREVIEW ");
+    if (!m) {
+        buf_appendcstr(out, "NIL");
+        return;
+    }
+    message_foreach_text(m, preview_cb, &pv);
+    imapd_buf_astring(out, buf_cstring(&pv.text));
+    buf_free(&pv.text);
 }
 
 /* Append a cache field or NIL. */
@@ -304,81 +810,170 @@ static void fetch_cached(struct imapd *s, const struct mailbox_record *rec,
     buf_free(&v);
 }
 
+/* Append `name` and the date `t` in INTERNALDATE form (NIL for 0 when
+ * `zero_nil`). */
+static void put_date(struct buf *out, const char *name, time_t t,
+                     int zero_nil)
+{
+    char date[64];
+
+    if (!t && zero_nil) {
+        buf_printf(out, "%s NIL", name);
+        return;
+    }
+    if (times_format_imap(date, sizeof(date), t, 0))
+        xstrlcpy(date, "01-Jan-1970 00:00:00 +0000", sizeof(date));
+    buf_printf(out, "%s \"%s\"", name, date);
+}
+
+/* Set \Seen on `rec` for a FETCH of a body; returns 1 when the client
+ * is to be shown the new flags. */
+static int fetch_set_seen(struct imapd *s, struct mailbox_record *rec)
+{
+    if ((rec->system_flags & (MAILBOX_FLAG_SEEN | MAILBOX_FLAG_EXPUNGED)))
+        return 0;
+    rec->system_flags |= MAILBOX_FLAG_SEEN;
+    if (s->sel->use_seendb) {
+        imapd_set_seen(s, rec->uid, 1);
+        return 1;
+    }
+    if (!mailbox_rewrite_record(s->sel->mb, rec))
+        return 1;
+    rec->system_flags &= ~MAILBOX_FLAG_SEEN;
+    return 0;
+}
+
+/* Read and parse the message of `rec` when the request needs it:
+ * fills `msg` and *m_r (NULL when it cannot be read). */
+static void fetch_load(struct imapd *s, const struct mailbox_record *rec,
+                       const struct fetch_req *req, struct buf *msg,
+                       struct message **m_r)
+{
+    struct buf path = BUF_INITIALIZER;
+
+    *m_r = NULL;
+    if (!req->nsecs && !req->needs_parse)
+        return;
+    mailbox_message_path(s->sel->mb, rec->uid, &path);
+    if (util_read_file(buf_cstring(&path), msg, (size_t)rec->size + 1)) {
+        xsyslog(LOG_ERR, "cannot read message", "mailbox=%s uid=%u",
+                log_escape(s->sel->intname, 0), rec->uid);
+        buf_reset(msg);
+    }
+    else if (req->needs_parse) {
+        message_parse(msg->s, msg->len, m_r);
+    }
+    buf_free(&path);
+}
+
+/* Separate the next item from what `out` holds after offset `start`. */
+static void item_sep(struct buf *out, size_t start)
+{
+    if (out->len > start)
+        buf_putc(out, ' ');
+}
+
+/* Append the items served from the index and the cache. */
+static void fetch_meta(struct imapd *s, const struct mailbox_record *rec,
+                       const struct fetch_req *req, int show_flags,
+                       int show_modseq, struct buf *out, size_t start)
+{
+    struct buf tmp = BUF_INITIALIZER;
+
+    if (s->is_uid || (req->items & F_UID)) {
+        item_sep(out, start);
+        buf_printf(out, "UID %u", rec->uid);
+    }
+    if (show_flags) {
+        item_sep(out, start);
+        buf_appendcstr(out, "FLAGS ");
+        imapd_format_flags(s->sel->mb, rec, out);
+    }
+    if (show_modseq) {
+        item_sep(out, start);
+        buf_printf(out, "MODSEQ (%llu)", (unsigned long long)rec->modseq);
+    }
+    if (req->items & F_INTERNALDATE) {
+        item_sep(out, start);
+        put_date(out, "INTERNALDATE", rec->internaldate, 0);
+    }
+    if (req->items & F_SAVEDATE) {
+        item_sep(out, start);
+        put_date(out, "SAVEDATE", rec->savedate, 1);
+    }
+    if (req->items & F_SIZE) {
+        item_sep(out, start);
+        buf_printf(out, "RFC822.SIZE %llu", (unsigned long long)rec->size);
+    }
+    if (req->items & F_EMAILID) {
+        item_sep(out, start);
+        buf_printf(out, "EMAILID (%s)", imapd_emailid(rec, &tmp));
+    }
+    if (req->items & F_THREADID) {
+        /* XXX: THREADID is NIL until conversations exist (issue 5);
+         * RFC 8474 5.2 allows NIL for a server without threads. */
+        item_sep(out, start);
+        buf_appendcstr(out, "THREADID NIL");
+    }
+    if (req->items & F_ENVELOPE) {
+        item_sep(out, start);
+        fetch_cached(s, rec, MAILBOX_CACHE_ENVELOPE, "ENVELOPE", out);
+    }
+    if (req->items & F_BODYSTRUCTURE) {
+        item_sep(out, start);
+        fetch_cached(s, rec, MAILBOX_CACHE_BODYSTRUCTURE, "BODYSTRUCTURE",
+                     out);
+    }
+    if (req->items & F_BODY) {
+        item_sep(out, start);
+        fetch_cached(s, rec, MAILBOX_CACHE_BODY, "BODY", out);
+    }
+    buf_free(&tmp);
+}
+
 /* Build and send the FETCH response of one message (`rec` already
- * shows the session's own \Seen). */
-static void fetch_one(struct imapd *s, struct mailbox_record *rec,
-                      const struct fetch_req *req, int set_seen)
+ * shows the session's own \Seen).  Returns 0, or ERR_UNSUPPORTED when a
+ * BINARY section has an unknown transfer encoding (nothing is sent). */
+static int fetch_one(struct imapd *s, struct mailbox_record *rec,
+                     const struct fetch_req *req, int set_seen)
 {
     struct buf out = BUF_INITIALIZER;
     struct buf msg = BUF_INITIALIZER;
-    struct buf path = BUF_INITIALIZER;
+    struct message *m = NULL;
     size_t start;
     size_t i;
     int show_flags = req->items & F_FLAGS;
+    int show_modseq = (req->items & F_MODSEQ) || req->has_changedsince;
+    int r = 0;
 
-    if (set_seen && !(rec->system_flags & MAILBOX_FLAG_SEEN)) {
-        rec->system_flags |= MAILBOX_FLAG_SEEN;
-        if (s->sel->use_seendb) {
-            imapd_set_seen(s, rec->uid, 1);
-            show_flags = 1;
-        }
-        else if (!mailbox_rewrite_record(s->sel->mb, rec)) {
-            show_flags = 1;
-        }
+    /* An implicit \Seen shows the new flags (and modseq). */
+    if (set_seen && fetch_set_seen(s, rec)) {
+        show_flags = 1;
+        show_modseq |= imapd_condstore_on(s);
     }
     buf_printf(&out, "* %u FETCH (", imapd_msgno(s, rec->uid));
     start = out.len;
-#define SEP() do { if (out.len > start) buf_putc(&out, ' '); } while (0)
-    if (s->is_uid || (req->items & F_UID)) {
-        SEP();
-        buf_printf(&out, "UID %u", rec->uid);
-    }
-    if (show_flags) {
-        SEP();
-        buf_appendcstr(&out, "FLAGS ");
-        imapd_format_flags(s->sel->mb, rec, &out);
-    }
-    if (req->items & F_INTERNALDATE) {
-        char date[64];
+    fetch_meta(s, rec, req, show_flags, show_modseq, &out, start);
 
-        if (times_format_imap(date, sizeof(date), rec->internaldate, 0))
-            xstrlcpy(date, "01-Jan-1970 00:00:00 +0000", sizeof(date));
-        SEP();
-        buf_printf(&out, "INTERNALDATE \"%s\"", date);
+    fetch_load(s, rec, req, &msg, &m);
+    if (req->items & F_PREVIEW) {
+        item_sep(&out, start);
+        fetch_preview(m, &out);
     }
-    if (req->items & F_SIZE) {
-        SEP();
-        buf_printf(&out, "RFC822.SIZE %llu", (unsigned long long)rec->size);
+    for (i = 0; !r && i < req->nsecs; i++) {
+        item_sep(&out, start);
+        if (req->secs[i].kind == SEC_BODY)
+            fetch_section(s, rec, &req->secs[i], &msg, &out);
+        else
+            r = fetch_binary(&req->secs[i], m, &out);
     }
-    if (req->items & F_ENVELOPE) {
-        SEP();
-        fetch_cached(s, rec, MAILBOX_CACHE_ENVELOPE, "ENVELOPE", &out);
-    }
-    if (req->items & F_BODYSTRUCTURE) {
-        SEP();
-        fetch_cached(s, rec, MAILBOX_CACHE_BODYSTRUCTURE, "BODYSTRUCTURE",
-                     &out);
-    }
-    if (req->items & F_BODY) {
-        SEP();
-        fetch_cached(s, rec, MAILBOX_CACHE_BODY, "BODY", &out);
-    }
-    if (req->nsecs) {
-        mailbox_message_path(s->sel->mb, rec->uid, &path);
-        if (util_read_file(buf_cstring(&path), &msg, (size_t)rec->size + 1))
-            xsyslog(LOG_ERR, "cannot read message", "mailbox=%s uid=%u",
-                    log_escape(s->sel->intname, 0), rec->uid);
-    }
-    for (i = 0; i < req->nsecs; i++) {
-        SEP();
-        fetch_section(s, rec, &req->secs[i], &msg, &out);
-    }
-#undef SEP
     buf_appendcstr(&out, ")\r\n");
-    prot_write(s->out, out.s, out.len);
+    if (!r)
+        prot_write(s->out, out.s, out.len);
+    message_free(&m);
     buf_free(&out);
     buf_free(&msg);
-    buf_free(&path);
+    return r;
 }
 
 /* After our own flag change: if nothing else had changed since the
@@ -391,9 +986,10 @@ static void note_own_change(struct imapd *s, uint64_t before)
         s->sel->highestmodseq = ih->highestmodseq;
 }
 
-/* Read "sequence-set SP" into `uids`; returns the byte after the set
- * or EOF. */
-static int read_set(struct imapd *s, struct seqset *uids)
+/* Read "sequence-set" into `uids`, keeping its text in `text` (may be
+ * NULL); returns the byte after the set or EOF. */
+static int read_set_text(struct imapd *s, struct seqset *uids,
+                         struct buf *text)
 {
     struct buf word = BUF_INITIALIZER;
     int c = imap_parse_word(&s->parser, &word);
@@ -401,29 +997,60 @@ static int read_set(struct imapd *s, struct seqset *uids)
     if (c != EOF && imapd_parse_uidset(s, buf_cstring(&word), s->is_uid,
                                        uids))
         c = EOF;
+    if (text)
+        buf_setmap(text, word.s, word.len);
     buf_free(&word);
     return c;
 }
 
-/* FETCH / UID FETCH set items */
+static int read_set(struct imapd *s, struct seqset *uids)
+{
+    return read_set_text(s, uids, NULL);
+}
+
+/* UID FETCH ... (VANISHED): the UIDs of the requested set that were
+ * expunged after CHANGEDSINCE, as VANISHED (EARLIER) (RFC 7162
+ * 3.2.6).  The mailbox is locked. */
+static void fetch_vanished(struct imapd *s, const struct fetch_req *req,
+                           const struct buf *settext)
+{
+    const struct mailbox_index_header *ih = mailbox_index(s->sel->mb);
+    struct seqset asked = SEQSET_INITIALIZER;
+
+    if (!seqset_parse(&asked, settext->s, settext->len,
+                      ih->uidnext > 1 ? ih->uidnext - 1 : 0, 0))
+        imapd_send_vanished(s, req->changedsince, &asked);
+    seqset_fini(&asked);
+}
+
+/* FETCH / UID FETCH set items [(modifiers)] */
 void imapd_cmd_fetch(struct imapd *s, int c)
 {
     struct seqset uids = SEQSET_INITIALIZER;
+    struct buf settext = BUF_INITIALIZER;
     struct fetch_req *req = xzmalloc(sizeof(*req));
     struct mailbox_record rec;
     uint64_t before;
     uint32_t uid;
     int set_seen = 0;
+    int r = 0, gone = 0;
     size_t i;
 
     if (imapd_sp(s, c))
         goto done;
-    c = read_set(s, &uids);
+    c = read_set_text(s, &uids, &settext);
     if (imapd_sp(s, c))
         goto done;
     c = read_fetch_items(s, req);
+    if (c == ' ') {
+        c = imap_parse_getc(&s->parser);
+        c = c == '(' ? read_fetch_mods(s, req)
+                     : imap_parse_fail(&s->parser, "Expected ( after items");
+    }
     if (imapd_eol(s, c))
         goto done;
+    if ((req->items & F_MODSEQ) || req->has_changedsince)
+        imapd_condstore_enable(s);
 
     for (i = 0; i < req->nsecs; i++)
         set_seen |= req->secs[i].sets_seen;
@@ -434,21 +1061,40 @@ void imapd_cmd_fetch(struct imapd *s, int c)
         goto done;
     }
     before = mailbox_index(s->sel->mb)->highestmodseq;
+    if (req->has_vanished)
+        fetch_vanished(s, req, &settext);
     for (uid = seqset_next(&uids, 0); uid; uid = seqset_next(&uids, uid)) {
+        int one;
+
+        /* A message another session expunged stays visible to this
+         * one until the expunge is reported; its data is served while
+         * its file is still there (delayed expunge). */
         if (mailbox_find_record(s->sel->mb, uid, &rec)
-            || (rec.system_flags & MAILBOX_FLAG_EXPUNGED))
+            || (rec.system_flags & MAILBOX_FLAG_UNLINKED)) {
+            gone = 1;
+            continue;
+        }
+        if (req->has_changedsince && rec.modseq <= req->changedsince)
             continue;
         imapd_apply_seen(s, &rec);
-        fetch_one(s, &rec, req, set_seen);
+        one = fetch_one(s, &rec, req, set_seen);
+        if (one)
+            r = one;
     }
     mailbox_unlock(s->sel->mb);
     note_own_change(s, before);
     imapd_seen_save(s);
-    imapd_sync(s, 0);
-    imapd_ok(s, "Completed");
+    imapd_sync(s, s->is_uid);
+    if (r == ERR_UNSUPPORTED)
+        imapd_no(s, "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+    else if (gone)
+        imapd_no(s, "[EXPUNGEISSUED] Some messages were expunged");
+    else
+        imapd_ok(s, "Completed");
 done:
     fetch_req_fini(req);
     free(req);
+    buf_free(&settext);
     seqset_fini(&uids);
 }
 
@@ -564,6 +1210,7 @@ static int store_one(struct imapd *s, struct mailbox_record *rec,
     memcpy(disk.user_flags, rec->user_flags, sizeof(disk.user_flags));
     if (flags_differ(&view, &disk))
         r = mailbox_rewrite_record(s->sel->mb, &disk);
+    rec->modseq = disk.modseq;
     return r;
 }
 
@@ -603,43 +1250,138 @@ static int parse_store_item(const char *item, enum store_op *op_r,
     return (*silent_r || !item[5]) ? 0 : -1;
 }
 
-/* STORE / UID STORE set item flags */
-void imapd_cmd_store(struct imapd *s, int c)
+/* STORE's "(UNCHANGEDSINCE n)" after "SP (" (RFC 7162 3.1.3).
+ * Returns the byte after ")" or EOF. */
+static int read_store_mods(struct imapd *s, uint64_t *unchangedsince_r)
 {
-    struct seqset uids = SEQSET_INITIALIZER;
-    struct buf item = BUF_INITIALIZER;
-    strarray_t flags = STRARRAY_INITIALIZER;
-    struct mailbox_record rec;
-    uint32_t user[MAILBOX_USERFLAG_WORDS];
-    uint32_t sys, uid;
-    uint64_t before;
-    enum store_op op = STORE_REPLACE;
-    int silent = 0, i, r;
-    int has_keywords = 0;
+    struct buf word = BUF_INITIALIZER;
+    int seen = 0;
+    int c;
 
+    do {
+        c = imap_parse_atom(&s->parser, &word);
+        if (c == EOF)
+            break;
+        if (strcasecmp(buf_cstring(&word), "UNCHANGEDSINCE") || seen) {
+            c = imap_parse_fail(&s->parser, "Unknown STORE modifier");
+            break;
+        }
+        if (imapd_sp(s, c)) {
+            c = EOF;
+            break;
+        }
+        c = read_modseq(s, unchangedsince_r);
+        seen = 1;
+    } while (c == ' ');
+    if (c != EOF && c != ')')
+        c = imap_parse_fail(&s->parser, "Expected ) after STORE modifier");
+    else if (c == ')')
+        c = imap_parse_getc(&s->parser);
+    buf_free(&word);
+    return c;
+}
+
+/* The untagged FETCH of one stored message: FLAGS unless `silent`,
+ * with MODSEQ once CONDSTORE is on (and then even when silent, if the
+ * message changed: RFC 7162 3.1.3). */
+static void store_report(struct imapd *s, const struct mailbox_record *rec,
+                         int silent, int changed)
+{
+    struct buf out = BUF_INITIALIZER;
+    int condstore = imapd_condstore_on(s);
+
+    if (silent && !(condstore && changed))
+        return;
+    buf_printf(&out, "* %u FETCH (", imapd_msgno(s, rec->uid));
+    if (s->is_uid || condstore)
+        buf_printf(&out, "UID %u ", rec->uid);
+    if (!silent) {
+        buf_appendcstr(&out, "FLAGS ");
+        imapd_format_flags(s->sel->mb, rec, &out);
+    }
+    if (condstore)
+        buf_printf(&out, "%sMODSEQ (%llu)", silent ? "" : " ",
+                   (unsigned long long)rec->modseq);
+    buf_appendcstr(&out, ")\r\n");
+    prot_write(s->out, out.s, out.len);
+    buf_free(&out);
+}
+
+/* A parsed STORE command. */
+struct store_req {
+    struct seqset uids;
+    strarray_t flags;
+    enum store_op op;
+    int silent;
+    int has_keywords;
+    int has_unchangedsince;
+    uint64_t unchangedsince;
+};
+
+/* Read "set [(UNCHANGEDSINCE n)] item flags" after "STORE SP" up to
+ * the end of the line.  Returns 0, or -1 with the error in the
+ * parser. */
+static int read_store_args(struct imapd *s, struct store_req *req)
+{
+    struct buf item = BUF_INITIALIZER;
+    int c, i, r = -1;
+
+    c = read_set(s, &req->uids);
     if (imapd_sp(s, c))
         goto done;
-    c = read_set(s, &uids);
-    if (imapd_sp(s, c))
-        goto done;
+    c = imap_parse_getc(&s->parser);
+    if (c == '(') {
+        c = read_store_mods(s, &req->unchangedsince);
+        req->has_unchangedsince = 1;
+        if (imapd_sp(s, c))
+            goto done;
+    }
+    else {
+        imap_parse_ungetc(&s->parser, c);
+    }
     c = imap_parse_atom(&s->parser, &item);
-    if (c != EOF && parse_store_item(buf_cstring(&item), &op, &silent)) {
+    if (c != EOF && parse_store_item(buf_cstring(&item), &req->op,
+                                     &req->silent)) {
         imap_parse_fail(&s->parser, "Invalid STORE item");
         goto done;
     }
     if (imapd_sp(s, c))
         goto done;
-    c = read_store_flags(s, &flags);
+    c = read_store_flags(s, &req->flags);
     if (imapd_eol(s, c))
         goto done;
-    for (i = 0; i < flags.count; i++) {
-        if (!imapd_flag_is_valid(flags.data[i])) {
+    for (i = 0; i < req->flags.count; i++) {
+        if (!imapd_flag_is_valid(req->flags.data[i])) {
             imap_parse_fail(&s->parser, "Invalid flag");
             goto done;
         }
-        if (flags.data[i][0] != '\\')
-            has_keywords = 1;
+        if (req->flags.data[i][0] != '\\')
+            req->has_keywords = 1;
     }
+    r = 0;
+done:
+    buf_free(&item);
+    return r;
+}
+
+/* STORE / UID STORE set [(UNCHANGEDSINCE n)] item flags */
+void imapd_cmd_store(struct imapd *s, int c)
+{
+    struct store_req req;
+    struct seqset modified = SEQSET_INITIALIZER;
+    struct buf text = BUF_INITIALIZER;
+    struct mailbox_record rec;
+    uint32_t user[MAILBOX_USERFLAG_WORDS];
+    uint32_t sys, uid;
+    uint64_t before;
+    int r;
+
+    memset(&req, 0, sizeof(req));
+    req.op = STORE_REPLACE;
+    if (imapd_sp(s, c) || read_store_args(s, &req))
+        goto done;
+    if (req.has_unchangedsince)
+        imapd_condstore_enable(s);
     if (s->sel->is_readonly) {
         imapd_no(s, "[READ-ONLY] Mailbox is read-only");
         goto done;
@@ -647,32 +1389,33 @@ void imapd_cmd_store(struct imapd *s, int c)
 
     r = mailbox_lock(s->sel->mb, 1);
     if (!r)
-        r = flags_to_bits(s->sel->mb, &flags, op != STORE_REMOVE, &sys,
-                          user);
-    if (!r && !store_allowed(s, op == STORE_REPLACE ? MAILBOX_FLAGS_IMAP
-                                                    : sys, has_keywords))
+        r = flags_to_bits(s->sel->mb, &req.flags, req.op != STORE_REMOVE,
+                          &sys, user);
+    if (!r && !store_allowed(s, req.op == STORE_REPLACE ? MAILBOX_FLAGS_IMAP
+                                                        : sys,
+                             req.has_keywords))
         r = ERR_ACL_DENIED;
     before = mailbox_index(s->sel->mb)->highestmodseq;
-    for (uid = r ? 0 : seqset_next(&uids, 0); uid;
-         uid = seqset_next(&uids, uid)) {
-        struct buf out = BUF_INITIALIZER;
+    for (uid = r ? 0 : seqset_next(&req.uids, 0); uid;
+         uid = seqset_next(&req.uids, uid)) {
+        uint64_t oldmodseq;
 
         if (mailbox_find_record(s->sel->mb, uid, &rec)
             || (rec.system_flags & MAILBOX_FLAG_EXPUNGED))
             continue;
-        r = store_one(s, &rec, op, sys, user);
+        /* The conditional part: a message changed since the client's
+         * modseq is left alone and named in [MODIFIED]. */
+        if (req.has_unchangedsince && rec.modseq > req.unchangedsince) {
+            uint32_t n = s->is_uid ? uid : imapd_msgno(s, uid);
+
+            seqset_add(&modified, n, n);
+            continue;
+        }
+        oldmodseq = rec.modseq;
+        r = store_one(s, &rec, req.op, sys, user);
         if (r)
             break;
-        if (silent)
-            continue;
-        buf_printf(&out, "* %u FETCH (", imapd_msgno(s, uid));
-        if (s->is_uid)
-            buf_printf(&out, "UID %u ", uid);
-        buf_appendcstr(&out, "FLAGS ");
-        imapd_format_flags(s->sel->mb, &rec, &out);
-        buf_appendcstr(&out, ")\r\n");
-        prot_write(s->out, out.s, out.len);
-        buf_free(&out);
+        store_report(s, &rec, req.silent, rec.modseq != oldmodseq);
     }
     mailbox_unlock(s->sel->mb);
     note_own_change(s, before);
@@ -681,12 +1424,20 @@ void imapd_cmd_store(struct imapd *s, int c)
         imapd_no_error(s, r);
         goto done;
     }
-    imapd_sync(s, 0);
-    imapd_ok(s, "Completed");
+    imapd_sync(s, s->is_uid);
+    if (!seqset_is_empty(&modified)) {
+        seqset_format(&modified, &text);
+        imapd_ok(s, "[MODIFIED %s] Conditional STORE failed",
+                 buf_cstring(&text));
+    }
+    else {
+        imapd_ok(s, "Completed");
+    }
 done:
-    strarray_fini(&flags);
-    buf_free(&item);
-    seqset_fini(&uids);
+    strarray_fini(&req.flags);
+    seqset_fini(&req.uids);
+    seqset_fini(&modified);
+    buf_free(&text);
 }
 
 /* What COPY takes from one source message. */
@@ -852,8 +1603,7 @@ void imapd_cmd_copy(struct imapd *s, int c)
         imapd_ok(s, "Completed");
     }
     else {
-        if (!strcmp(intname, s->sel->intname))
-            imapd_sync(s, 0);
+        imapd_sync(s, s->is_uid);
         imapd_ok(s, "[COPYUID %u %s %s] Completed", e->uidvalidity,
                  buf_cstring(&srcs), buf_cstring(&dsts));
     }

@@ -11,6 +11,7 @@
 
 #include "lib/buf.h"
 #include "lib/error.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xmalloc.h"
 #include "imap/mboxlist.h"
@@ -137,8 +138,10 @@ done:
     buf_free(&ext);
 }
 
-/* Read "(RES limit ...)" into `limits` (all others unlimited). */
-static int read_limits(struct imapd *s, int64_t limits[QUOTA_NUMRESOURCES])
+/* Read "(RES limit ...)" into `limits` (all others unlimited); *n_r
+ * counts the resources named. */
+static int read_limits(struct imapd *s, int64_t limits[QUOTA_NUMRESOURCES],
+                       int *n_r)
 {
     struct buf name = BUF_INITIALIZER;
     struct buf num = BUF_INITIALIZER;
@@ -171,6 +174,7 @@ static int read_limits(struct imapd *s, int64_t limits[QUOTA_NUMRESOURCES])
             goto fail;
         }
         limits[res] = (int64_t)v;
+        (*n_r)++;
     } while (c == ' ');
     if (c != ')') {
         c = imap_parse_fail(&s->parser, "Expected )");
@@ -200,7 +204,9 @@ static int add_usage(const struct mboxlist_entry *e, void *rock)
     return 0;
 }
 
-/* SETQUOTA root (resource limit ...), admins only. */
+/* SETQUOTA root (resource limit ...), admins only.  Resources not
+ * named lose their limit; an empty list removes the root (RFC 9208
+ * 4.1.4; cyradm "sq root none"). */
 void imapd_cmd_setquota(struct imapd *s, int c)
 {
     struct buf ext = BUF_INITIALIZER;
@@ -208,6 +214,7 @@ void imapd_cmd_setquota(struct imapd *s, int c)
     struct txn *tid = NULL;
     struct quota q;
     char *root = NULL;
+    int nlimits = 0;
     int i, r;
 
     quota_init(&q, NULL);
@@ -216,7 +223,7 @@ void imapd_cmd_setquota(struct imapd *s, int c)
     c = imap_parse_astring(&s->parser, &ext);
     if (imapd_sp(s, c))
         goto done;
-    c = read_limits(s, limits);
+    c = read_limits(s, limits, &nlimits);
     if (imapd_eol(s, c))
         goto done;
     r = imapd_intname(s, buf_cstring(&ext), &root);
@@ -224,6 +231,17 @@ void imapd_cmd_setquota(struct imapd *s, int c)
         r = ERR_ACL_DENIED;
     if (r) {
         imapd_no_error(s, r);
+        goto done;
+    }
+    if (!nlimits) {
+        r = quota_delete_root(root, NULL);
+        if (r && r != ERR_QUOTA_ROOT_NONEXISTENT) {
+            imapd_no_error(s, r);
+            goto done;
+        }
+        xsyslog(LOG_NOTICE, "quota root removed", "user=%s mailbox=%s",
+                log_escape(s->userid, 0), log_escape(root, 0));
+        imapd_ok(s, "Completed");
         goto done;
     }
 

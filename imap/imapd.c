@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -22,6 +23,7 @@
 #include "lib/xmalloc.h"
 #include "master/service.h"
 #include "imap/mboxlist.h"
+#include "imap/mboxwatch.h"
 
 #include "imap/imapd.h"
 
@@ -153,19 +155,34 @@ void imapd_capabilities(struct imapd *s, struct buf *out)
 {
     buf_reset(out);
     buf_appendcstr(out, "IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE");
-    if (!s->tls && imapd_tls_available())
+    if (!s->tls && !s->userid && !prot_is_compressed(s->in)
+        && imapd_tls_available())
         buf_appendcstr(out, " STARTTLS");
     if (!s->userid) {
         if (!imapd_plaintext_ok(s))
             buf_appendcstr(out, " LOGINDISABLED");
         imapd_auth_capabilities(s, out);
         buf_appendcstr(out, " SASL-IR");
+        /* cyradm decides what the server can do from the CAPABILITY it
+         * reads before logging in, as Cyrus lists these there. */
+        buf_appendcstr(out, " METADATA LIST-EXTENDED SPECIAL-USE"
+                            " CREATE-SPECIAL-USE");
         return;
     }
     buf_appendcstr(out, " NAMESPACE UNSELECT UIDPLUS CHILDREN MOVE IDLE"
                         " COMPRESS=DEFLATE"
                         " ACL RIGHTS=kxten QUOTA QUOTA=RES-STORAGE"
-                        " QUOTA=RES-MESSAGE");
+                        " QUOTA=RES-MESSAGE UNAUTHENTICATE");
+    buf_appendcstr(out, " CONDSTORE QRESYNC BINARY SAVEDATE OBJECTID"
+                        " PREVIEW");
+    buf_appendcstr(out, " ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
+                        " ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+    buf_appendcstr(out, " QUOTA=RES-MAILBOX QUOTA=RES-ANNOTATION-STORAGE"
+                        " QUOTASET LIST-EXTENDED LIST-STATUS LIST-MYRIGHTS"
+                        " SPECIAL-USE CREATE-SPECIAL-USE METADATA"
+                        " METADATA-SERVER ANNOTATEMORE STATUS=SIZE"
+                        " MULTIAPPEND UTF8=ACCEPT");
+    buf_printf(out, " APPENDLIMIT=%zu", imapd_append_limit());
 }
 
 /* CAPABILITY */
@@ -303,44 +320,70 @@ static void cmd_enable(struct imapd *s, int c)
     } while (c == ' ');
     if (imapd_eol(s, c))
         goto done;
-    s->enabled |= turned_on;
     imapd_printf(s, "* ENABLED%s\r\n", buf_cstring(&done_list));
+    if (turned_on & IMAPD_ENABLED_CONDSTORE)
+        imapd_condstore_enable(s);      /* HIGHESTMODSEQ when selected */
+    s->enabled |= turned_on;
     imapd_ok(s, "Completed");
 done:
     buf_free(&word);
     buf_free(&done_list);
 }
 
-/* IDLE (RFC 2177): report changes every imapidlepoll until DONE.
- * XXX: changes are found by polling; idled or file notification would
- * wake the session at once. */
+/* A watcher on the selected mailbox's index, or NULL (not selected, or
+ * no file notification here: the caller polls). */
+static struct mboxwatch *idle_watch(struct imapd *s)
+{
+    struct mboxwatch *w = NULL;
+    struct buf path = BUF_INITIALIZER;
+
+    if (!s->sel || mboxwatch_new(&w))
+        return NULL;
+    buf_printf(&path, "%s/%s", mailbox_path(s->sel->mb), MAILBOX_FNAME_INDEX);
+    if (mboxwatch_add(w, buf_cstring(&path)))
+        mboxwatch_free(&w);
+    buf_free(&path);
+    return w;
+}
+
+/* IDLE (RFC 2177): report changes until DONE.  A change to the selected
+ * mailbox's index wakes the session through inotify (a delivery or
+ * another session's STORE reaches the client at once); every
+ * imapidlepoll seconds the index is also checked, as a fallback where
+ * notification is missing or a change slipped past it. */
 static void cmd_idle(struct imapd *s, int c)
 {
     struct buf line = BUF_INITIALIZER;
+    struct mboxwatch *watch = NULL;
     int64_t poll = config_getduration(IMAPOPT_IMAPIDLEPOLL, 's');
-    int64_t waited = 0;
+    time_t start = time(NULL);
     int toolong = 0;
     int ready = 0;
+    int woken = 0;
     int r;
 
     if (imapd_eol(s, c))
         return;
     if (poll <= 0 || poll > idle_timeout)
         poll = 60;
+    watch = idle_watch(s);
     imapd_printf(s, "+ idling\r\n");
+
+    /* What changed before the watch was set up is reported now. */
+    imapd_sync(s, 1);
     prot_flush(s->out);
     for (;;) {
-        r = prot_select(&s->in, 1, -1, (int)poll * 1000, &ready, NULL);
-        if (r)
+        r = prot_select(&s->in, 1, mboxwatch_fd(watch), (int)poll * 1000,
+                        &ready, &woken);
+        if (r || ready)
             break;
-        if (ready)
-            break;
-        waited += poll;
-        if (waited >= idle_timeout) {
+        if (time(NULL) - start >= idle_timeout) {
             imapd_printf(s, "* BYE Idle timeout\r\n");
             s->logout = 1;
             goto done;
         }
+        if (woken && !mboxwatch_drain(watch))
+            continue;
         imapd_sync(s, 1);
         prot_flush(s->out);
     }
@@ -355,6 +398,7 @@ static void cmd_idle(struct imapd *s, int c)
     else
         imapd_bad(s, "Expected DONE");
 done:
+    mboxwatch_free(&watch);
     buf_free(&line);
 }
 
@@ -402,6 +446,8 @@ static const struct command commands[] = {
     { "STARTTLS", IMAPD_STATE_NOAUTH, 0, imapd_cmd_starttls },
     { "LOGIN", IMAPD_STATE_NOAUTH, 0, imapd_cmd_login },
     { "AUTHENTICATE", IMAPD_STATE_NOAUTH, 0, imapd_cmd_authenticate },
+    { "UNAUTHENTICATE", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_unauthenticate },
     { "ENABLE", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0, cmd_enable },
     { "IDLE", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0, cmd_idle },
     { "COMPRESS", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
@@ -438,6 +484,19 @@ static const struct command commands[] = {
       imapd_cmd_getquota },
     { "SETQUOTA", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
       imapd_cmd_setquota },
+    { "LISTRIGHTS", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_listrights },
+    { "GETMETADATA", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_getmetadata },
+    { "SETMETADATA", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_setmetadata },
+    { "GETANNOTATION", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_getannotation },
+    { "SETANNOTATION", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_setannotation },
+    { "XFER", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0, imapd_cmd_xfer },
+    { "RECONSTRUCT", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_reconstruct },
     { "SELECT", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
       imapd_cmd_select },
     { "EXAMINE", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
@@ -451,6 +510,8 @@ static const struct command commands[] = {
     { "COPY", IMAPD_STATE_SELECTED, 1, imapd_cmd_copy },
     { "MOVE", IMAPD_STATE_SELECTED, 1, imapd_cmd_copy },
     { "SEARCH", IMAPD_STATE_SELECTED, 1, imapd_cmd_search },
+    { "SORT", IMAPD_STATE_SELECTED, 1, imapd_cmd_sort },
+    { "THREAD", IMAPD_STATE_SELECTED, 1, imapd_cmd_thread },
     { NULL, 0, 0, NULL }
 };
 

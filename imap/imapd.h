@@ -43,6 +43,10 @@ struct imapd_selected {
     int use_seendb;             /* not the owner: \\Seen is per user */
     struct seqset seen;         /* ... the UIDs this user has seen */
     int seen_dirty;             /* `seen` changed, not yet written */
+    /* ---- helper-search: SEARCHRES (RFC 5182) ---- */
+    struct seqset searchres;    /* UIDs saved by SEARCH RETURN (SAVE),
+                                 * "$"; freed by imapd_deselect() */
+    /* ---- end helper-search ---- */
 };
 
 /* One client connection. */
@@ -131,6 +135,7 @@ int imapd_tls_start(struct imapd *s);
 void imapd_cmd_login(struct imapd *s, int c);
 void imapd_cmd_authenticate(struct imapd *s, int c);
 void imapd_cmd_starttls(struct imapd *s, int c);
+void imapd_cmd_unauthenticate(struct imapd *s, int c);
 
 /* ---- imap_cmd_mailbox.c ---- */
 
@@ -180,6 +185,23 @@ void imapd_cmd_getquotaroot(struct imapd *s, int c);
 void imapd_cmd_getquota(struct imapd *s, int c);
 void imapd_cmd_setquota(struct imapd *s, int c);
 
+/* ---- helper-admin: imap_cmd_metadata.c (metadata, admin commands)
+ * and the LIST/ACL/APPEND additions of imap_cmd_mailbox.c ---- */
+
+void imapd_cmd_getmetadata(struct imapd *s, int c);
+void imapd_cmd_setmetadata(struct imapd *s, int c);
+void imapd_cmd_getannotation(struct imapd *s, int c);
+void imapd_cmd_setannotation(struct imapd *s, int c);
+void imapd_cmd_xfer(struct imapd *s, int c);
+void imapd_cmd_reconstruct(struct imapd *s, int c);
+void imapd_cmd_listrights(struct imapd *s, int c);
+
+/* The APPENDLIMIT (RFC 7889) advertised and enforced: the largest
+ * message APPEND accepts, in bytes. */
+size_t imapd_append_limit(void);
+
+/* ---- end helper-admin ---- */
+
 /* ---- imap_cmd_select.c ---- */
 
 void imapd_cmd_select(struct imapd *s, int c);   /* SELECT and EXAMINE */
@@ -221,11 +243,77 @@ int imapd_parse_uidset(struct imapd *s, const char *text, int is_uid,
 /* The message number of `uid`, 0 when the client does not know it. */
 uint32_t imapd_msgno(const struct imapd *s, uint32_t uid);
 
+/* ---- imap_cmd_select.c, imap_cmd_fetch.c: CONDSTORE, QRESYNC and
+ * object ids (helper-sync) ---- */
+
+/* Are MODSEQ data items due in untagged FETCH responses (CONDSTORE
+ * turned on by ENABLE or by a CONDSTORE enabling command)? */
+int imapd_condstore_on(const struct imapd *s);
+
+/* Turn CONDSTORE on for the rest of the session, as a CONDSTORE
+ * enabling command (FETCH MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE, SEARCH
+ * MODSEQ, SELECT (CONDSTORE)) does (RFC 7162 3.1).  The first one in
+ * the selected state sends "* OK [HIGHESTMODSEQ n]". */
+void imapd_condstore_enable(struct imapd *s);
+
+/* The EMAILID of `rec` (RFC 8474): written to `out` (reset first) and
+ * returned as its C string, valid while `out` is unchanged. */
+const char *imapd_emailid(const struct mailbox_record *rec, struct buf *out);
+
+/* Report expunged records of the selected mailbox with a modseq above
+ * `since` whose UIDs are in `uids` (all when NULL) as one
+ * "* VANISHED (EARLIER) set" line (RFC 7162 3.2.10); nothing when
+ * there are none.  When records at or below the mailbox's deleted
+ * modseq were dropped by a repack, every UID of `uids` (or of
+ * 1:UIDNEXT-1) that is not live is listed.  The mailbox is locked. */
+void imapd_send_vanished(struct imapd *s, uint64_t since,
+                         const struct seqset *uids);
+/* ---- end helper-sync ---- */
+
 /* ---- imap_cmd_fetch.c, imap_cmd_search.c ---- */
 
 void imapd_cmd_fetch(struct imapd *s, int c);
 void imapd_cmd_store(struct imapd *s, int c);
 void imapd_cmd_copy(struct imapd *s, int c);     /* COPY and MOVE */
 void imapd_cmd_search(struct imapd *s, int c);
+
+/* ---- helper-search: search programs (imap_cmd_search.c), used by
+ * SEARCH, SORT and THREAD; SORT and THREAD (imap_cmd_sort.c) ---- */
+
+struct imapd_search;
+
+/* Read "SP [CHARSET x SP] key *(SP key)" (CHARSET only when `charset`
+ * is NULL; SORT and THREAD pass theirs) into a new program in *q_r
+ * (free with imapd_search_free(), also after an error).  Returns the
+ * byte after the last key, or EOF with the parser holding the error. */
+int imapd_search_parse(struct imapd *s, int c, const char *charset,
+                       struct imapd_search **q_r);
+
+/* Is the program's charset one we cannot convert?  The command then
+ * answers NO [BADCHARSET ...] (imapd_search_badcharset()). */
+int imapd_search_is_badcharset(const struct imapd_search *q);
+void imapd_search_badcharset(struct imapd *s);
+
+/* Did the program use the MODSEQ key (the result then carries the
+ * highest modseq, RFC 7162 3.1.5)? */
+int imapd_search_uses_modseq(const struct imapd_search *q);
+
+/* Called for each matching message, in mailbox order, with the
+ * mailbox locked (the cache may be read); `msgno` is 1-based. */
+typedef void imapd_search_hit_cb(struct imapd *s, uint32_t msgno,
+                                 const struct mailbox_record *rec,
+                                 void *rock);
+
+/* Run the program over the selected mailbox.  Returns 0 or a mailbox
+ * error (the caller answers NO). */
+int imapd_search_run(struct imapd *s, const struct imapd_search *q,
+                     imapd_search_hit_cb *cb, void *rock);
+
+void imapd_search_free(struct imapd_search **qp);
+
+void imapd_cmd_sort(struct imapd *s, int c);     /* SORT, UID SORT */
+void imapd_cmd_thread(struct imapd *s, int c);   /* THREAD, UID THREAD */
+
+/* ---- end helper-search ---- */
 
 #endif /* COLUMBA_IMAP_IMAPD_H */

@@ -2,7 +2,8 @@
 # tokenizer and its tests.
 
 imap_libimap_a_SOURCES += \
-	imap/imap_parse.c imap/imap_parse.h
+	imap/imap_parse.c imap/imap_parse.h \
+	imap/authserver.c imap/authserver.h
 
 libexec_PROGRAMS += imap/imapd
 imap_imapd_SOURCES = \
@@ -12,8 +13,16 @@ imap_imapd_SOURCES = \
 	imap/imap_cmd_select.c \
 	imap/imap_cmd_fetch.c \
 	imap/imap_cmd_search.c \
-	imap/imap_cmd_quota.c
+	imap/imap_cmd_sort.c \
+	imap/imap_cmd_quota.c \
+	imap/imap_cmd_metadata.c
 imap_imapd_LDADD = imap/libimap.a master/libservice.a $(LIB_LIBS)
 
 CUNIT_TESTS += cunit/imap_parse.testc
+CUNIT_TESTS += cunit/threading.testc
+imap_libimap_a_SOURCES += imap/threading.c imap/threading.h
+
+# File change notification for IDLE.
+imap_libimap_a_SOURCES += imap/mboxwatch.c imap/mboxwatch.h
+CUNIT_TESTS += cunit/mboxwatch.testc
 
