@@ -38,7 +38,9 @@
     X(PARTITION_UNKNOWN, "Unknown partition") \
     X(ACL_DENIED,      "Permission denied") \
     X(MAILBOX_NOTLOCKED, "Mailbox is not locked for this operation") \
-    X(MAILBOX_USERFLAGS_FULL, "No room for another keyword in mailbox")
+    X(MAILBOX_USERFLAGS_FULL, "No room for another keyword in mailbox") \
+    X(SIEVE_SYNTAX,    "Sieve script has errors") \
+    X(SIEVE_RUNTIME,   "Sieve script failed at run time")
 
 #define COLUMBA_ERROR_ENUM(sym, msg) ERR_##sym,
 enum columba_error {

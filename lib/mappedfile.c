@@ -273,6 +273,11 @@ size_t mappedfile_size(const struct mappedfile *mf)
     return mf->size;
 }
 
+char *const *mappedfile_base_ref(const struct mappedfile *mf)
+{
+    return &mf->base;
+}
+
 int mappedfile_pwrite(struct mappedfile *mf, const void *data, size_t len,
                       size_t off)
 {

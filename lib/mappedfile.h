@@ -66,6 +66,11 @@ int mappedfile_refresh(struct mappedfile *mf);
 const char *mappedfile_base(const struct mappedfile *mf);
 size_t mappedfile_size(const struct mappedfile *mf);
 
+/* Where mappedfile_base() is kept: *ref is always the current base, so
+ * a caller reading the map in a tight loop need not call out for it.
+ * Valid until mappedfile_close(). */
+char *const *mappedfile_base_ref(const struct mappedfile *mf);
+
 /* Write `len` bytes at `off` (extending the file and the map if
  * needed).  Requires MAPPEDFILE_RW.  Returns 0 or ERR_IO (logged). */
 int mappedfile_pwrite(struct mappedfile *mf, const void *data, size_t len,
