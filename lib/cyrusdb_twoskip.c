@@ -12,7 +12,8 @@
  *
  * Header (96 bytes):
  *    0  16  magic "\241\002\213\015ColumbaSkip\n"
- *   16   4  version (2)
+ *   16   4  version (3; a version 2 file, which has no change counter,
+ *           is read, and written as version 3 from its next change on)
  *   20   4  flags: 1 = mailbox-name order, 2 = DIRTY (a writer may have
  *           changed pointers of committed records and not finished),
  *           4 = REPLACED (a repack renamed a new file over this one)
@@ -37,7 +38,10 @@
  *    .   4  zero
  *    .      key, value, zero padding to a multiple of 8
  * Bytes 0-15 (the "fixed head"), key and value never change once
- * written; pointers and the head CRC are rewritten in place.
+ * written; pointers and the head CRC are rewritten in place.  The last
+ * 4 bytes of the DUMMY's head (offset 316, outside its head CRC) are
+ * the change counter, a count stored Gray-coded (see LOCK-FREE READS);
+ * every other record has zero there.
  *
  * A DUMMY (always at offset 96, empty key, the maximum level) heads the
  * list.  A RECORD of skip level L (1..24) has nptrs = L + 1: pointers 0
@@ -62,26 +66,76 @@
  * handed to a caller has its data CRC checked as well, so a damaged
  * file yields ERR_CORRUPT and a log line, never a wild read or a wrong
  * answer; a step counter bounded by the file size stops a pointer
- * cycle.  A head is verified once per version of the file (inode,
- * generation and committed size), remembered in a bitmap with one bit
- * per 8-byte offset, so repeated lookups cost no CRC but that of the
- * record returned.
+ * cycle.  A head is verified once per file (inode and generation: a
+ * commit changes no committed record but by rewriting whole heads with
+ * a fresh CRC, and what an abort or a recovery cuts off was never below
+ * the committed size, where readers verify), remembered in a bitmap
+ * with one bit per 8-byte offset, so repeated lookups cost no CRC but
+ * that of the record returned.  Lookups read ahead (prefetch) the
+ * records they may visit next.
  *
- * A one-shot foreach copies up to 256 records (or 64 KiB) at a time
- * under one shared lock, releases it, and runs the callbacks on the
- * copies.  It then locks again and goes on from where the copy ended
- * if the file is the same version and this process wrote nothing
- * meanwhile; otherwise (a callback wrote, another process committed or
- * repacked) it drops the rest of the copy and searches again for the
- * first key after the last one handed out, so a callback's writes are
- * seen as the documented semantics ask.  Inside a transaction the walk
- * reads the map directly.
+ * A one-shot foreach copies up to 256 records (or 64 KiB) at a time,
+ * without the lock (see LOCK-FREE READS) or under one shared lock, and
+ * runs the callbacks on the copies with no lock held.  The next copy
+ * goes on from where the last ended if the file is the same version
+ * and this process wrote nothing meanwhile; otherwise (a callback
+ * wrote, another process committed or repacked) it drops the rest of
+ * the copy and searches again for the first key after the last one
+ * handed out, so a callback's writes are seen as the documented
+ * semantics ask.  Inside a transaction the walk reads the map directly.
+ *
+ * LOCK-FREE READS
+ *
+ * A one-shot fetch, fetchnext or foreach batch is first tried without
+ * the lock.  The change counter is a seqlock: a writer makes it odd
+ * (a pwrite that changes one byte, see "the change counter" below)
+ * before it changes anything a reader may look at, in place or in the
+ * header, and
+ * even again once the file is consistent: after the header of a commit
+ * or abort, at the end of a recovery, around the REPLACED flag of a
+ * repack.  A reader loads it (acquire) before the lookup and again
+ * after it (behind an acquire fence); it trusts what it read only when
+ * both loads saw the same even value, and otherwise uses the locked
+ * path.  In between it takes the committed size from the header and
+ * checks every offset it follows against it and against the mapped
+ * size, so a lookup racing a writer reads nothing outside the map and
+ * ends; damage it sees is not logged but sends it to the locked path,
+ * which decides.  Pointers are read with single aligned loads, so that
+ * an offset checked is the offset used, and record heads verified
+ * during such a lookup are remembered only once it is known to have
+ * read a consistent file.  The lock is used instead when the counter is
+ * odd (a writer is busy, or died: only a locker recovers), when the
+ * header says DIRTY or REPLACED or another boot or version 2, when its
+ * committed size is beyond the size this process has mapped (the
+ * locked path maps again), inside a transaction, and for the first
+ * access in each second (so the path is still looked at about once a
+ * second, see REPACK).  The counter is 32 bits: a reader is misled only
+ * if it stalls for exactly a multiple of 2^31 transactions.  A version
+ * 2 file is read with the lock only: a writer of that version would not
+ * keep the counter, and writing version 3 shuts such writers out.
+ *
+ * LOOKUP INDEX
+ *
+ * A lookup in a large file spends its time waiting for memory: some 35
+ * records, most on pages of their own.  A process that does many
+ * lock-free lookups on one version of the file (same inode and counter)
+ * builds, in its own memory, a sorted copy of the keys and offsets of
+ * the records on level 2 (one in 16); a lock-free lookup then finds by
+ * binary search the last of them before its key and goes on from there
+ * through levels 1 and 0 only.  The index is built inside a lock-free
+ * read and kept only if that read turns out consistent, is used only by
+ * lock-free reads that started at the same counter, and is built again
+ * only after as many lookups without it as make the cost of building it
+ * small beside theirs.  Writers and locked readers never use it.
  *
  * WRITING
  *
  * A writer holds an exclusive fcntl lock for its whole transaction
- * (readers take a shared lock per operation).  Before its first change
- * it sets DIRTY in the header (written, not synced).  Each change
+ * (locked readers take a shared lock per operation).  Before its first
+ * change it makes the change counter odd, which also marks the file as
+ * needing recovery should the writer die (DIRTY in the header does the
+ * same for a version 2 file, and where no boot id is known; see below).
+ * Each change
  * appends one record: an insert or replace appends the new RECORD, a
  * delete appends a DELETE pointing past the deleted record, and the
  * level-0 pointer of the preceding record is then pointed at the
@@ -91,8 +145,10 @@
  * is one, and otherwise the smaller (older) slot: the slot holding the
  * committed successor is never overwritten.  Commit appends the COMMIT,
  * makes ONE fdatasync, then writes the header (new current size and
- * count, DIRTY clear, this boot's id) without syncing it: other
- * processes see it through the page cache.  Appends go into zeros
+ * count, DIRTY clear, this boot's id) without syncing it, and makes the
+ * counter even: other processes see both through the page cache.  The
+ * header and the counter are written with pwrite, so a writer killed
+ * in the middle cannot leave them half written.  Appends go into zeros
  * reserved ahead of the end (released at close), so that the sync need
  * not journal a new file size.  Abort replays an in-memory undo log of
  * the in-place changes, truncates the tail and clears DIRTY.
@@ -100,12 +156,14 @@
  * CRASH SAFETY
  *
  * Process crash (the page cache survives, so everything written is
- * seen).  A writer killed before its COMMIT leaves DIRTY set and its
+ * seen).  A writer killed before its COMMIT leaves the counter odd and
+ * its
  * records past the current size; the committed level-0 chain is intact
  * because the committed slot of every record was left alone, upper
  * pointers may be changed.  One killed after the COMMIT but before the
  * header write had made every in-place change before appending the
- * COMMIT.  Whoever next takes the lock and finds DIRTY scans the tail
+ * COMMIT.  Whoever next takes the lock and finds the counter odd (or
+ * DIRTY) scans the tail
  * (see below): a transaction whose COMMIT verifies is taken in, after a
  * sync since its own may not have finished.  Then it truncates what
  * follows, walks the committed level-0 chain (checking each record's
@@ -114,7 +172,8 @@
  * every record to the committed successor (the slot that does not
  * decide first, so that a recovery killed half-way is itself
  * recoverable), rebuilds every upper level from that walk, recounts,
- * syncs and clears DIRTY.  A reader that may not write (CYRUSDB_RDONLY)
+ * syncs, clears DIRTY and makes the counter even.  A reader that may
+ * not write (CYRUSDB_RDONLY)
  * searches a dirty file by level 0 alone instead.
  *
  * Power loss (the page cache is lost; the disk holds an unknown mix of
@@ -183,6 +242,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -195,6 +255,11 @@
 #include "lib/cyrusdb_twoskip_int.h"
 
 static struct tsdb *open_dbs;
+
+struct twoskip_lf_stats twoskip_lf_stats;
+
+/* A lock-free read could not decide: use the locked path. */
+#define LF_RETRY (-1)
 
 int twoskip_corrupt(const struct tsdb *db, size_t off, const char *why)
 {
@@ -292,7 +357,7 @@ void twoskip_header_encode(const struct tsheader *h, char *p)
 {
     memset(p, 0, HEADER_SIZE);
     memcpy(p, TS_MAGIC, TS_MAGIC_LEN);
-    put32(p + 16, h->version);
+    put32(p + 16, TS_VERSION);
     put32(p + 20, h->flags);
     put64(p + 24, h->generation);
     put64(p + 32, h->num_records);
@@ -305,9 +370,13 @@ void twoskip_header_encode(const struct tsheader *h, char *p)
 int twoskip_header_write(struct tsdb *db)
 {
     char buf[HEADER_SIZE];
+    int r;
 
     twoskip_header_encode(&db->hdr, buf);
-    return mappedfile_pwrite(db->mf, buf, HEADER_SIZE, 0);
+    r = mappedfile_pwrite(db->mf, buf, HEADER_SIZE, 0);
+    if (!r)
+        db->hdr.version = TS_VERSION;
+    return r;
 }
 
 int twoskip_sync_file(struct tsdb *db)
@@ -321,6 +390,106 @@ void twoskip_forget_verified(struct tsdb *db)
 {
     if (db->vbits)
         memset(db->vbits, 0, db->vwords * sizeof(*db->vbits));
+}
+
+/* Key the verified-heads bitmap to one version of the file (inode and
+ * generation) and make it cover `size` bytes.  A commit does not make
+ * the bits stale: records below the committed size never move, and
+ * their heads are rewritten only whole, with a fresh CRC. */
+static void verified_fit(struct tsdb *db, ino_t ino, uint64_t gen,
+                         size_t size)
+{
+    size_t words = size / 512 + 1;
+
+    if (words > db->vwords) {
+        size_t n = words + words / 4 + 64;
+
+        db->vbits = xreallocarray(db->vbits, n, sizeof(*db->vbits));
+        memset(db->vbits + db->vwords, 0,
+               (n - db->vwords) * sizeof(*db->vbits));
+        db->vwords = n;
+    }
+    if (db->v_ino != ino || db->v_gen != gen) {
+        twoskip_forget_verified(db);
+        db->v_ino = ino;
+        db->v_gen = gen;
+    }
+}
+
+/* ---- the change counter ----
+ *
+ * The counter is kept Gray-coded: one more step flips exactly one bit,
+ * so the 4-byte pwrite that stores it changes one byte, which a reader
+ * of the map sees whole, however the kernel copies the bytes around
+ * it.  Its parity (of the count, the parity of the stored bits) says
+ * whether a writer is at work.  The stores are pwrites, not stores
+ * through a writable map: a write fault on the first page at every
+ * commit costs more than the system call. */
+
+static uint32_t gray_decode(uint32_t g)
+{
+    g ^= g >> 1;
+    g ^= g >> 2;
+    g ^= g >> 4;
+    g ^= g >> 8;
+    g ^= g >> 16;
+    return g;
+}
+
+static const uint32_t *seq_ptr(const struct tsdb *db)
+{
+    return (const uint32_t *)(const void *)(BASE(db) + SEQ_OFFSET);
+}
+
+uint32_t twoskip_seq(const struct tsdb *db)
+{
+    if (!BASE(db) || mappedfile_size(db->mf) < SEQ_LEN)
+        return 0;
+    return le32toh(__atomic_load_n(seq_ptr(db), __ATOMIC_ACQUIRE));
+}
+
+/* Is a writer at work (or dead at work)? */
+static int seq_is_odd(uint32_t seq)
+{
+    return __builtin_parity(seq);
+}
+
+/* Store the next count. */
+static int seq_step(struct tsdb *db, uint32_t seq)
+{
+    uint32_t c = gray_decode(seq) + 1;
+    char v[4];
+
+    put32(v, c ^ (c >> 1));
+    return mappedfile_pwrite(db->mf, v, sizeof(v), SEQ_OFFSET);
+}
+
+int twoskip_seq_begin(struct tsdb *db)
+{
+    uint32_t seq = twoskip_seq(db);
+    int r;
+
+    if (mappedfile_size(db->mf) < SEQ_LEN)
+        return twoskip_corrupt(db, 0, "file too short for its counter");
+    if (seq_is_odd(seq))
+        return 0;
+    r = seq_step(db, seq);
+    /* Nothing the writer does next may become visible before it. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return r;
+}
+
+void twoskip_seq_end(struct tsdb *db)
+{
+    uint32_t seq = twoskip_seq(db);
+
+    if (!seq_is_odd(seq))
+        return;
+    /* Everything the writer did must be visible first. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (seq_step(db, seq))
+        xsyslog(LOG_WARNING, "twoskip: change counter left odd",
+                "path=%s", db->fname);
 }
 
 /* Parse the header from the map into db->hdr. */
@@ -339,7 +508,7 @@ static int header_read(struct tsdb *db)
     if (get32(p + HEADER_SIZE - 4) != crc_of(p, HEADER_SIZE - 4))
         return twoskip_corrupt(db, 0, "header checksum mismatch");
     db->hdr.version = get32(p + 16);
-    if (db->hdr.version != TS_VERSION) {
+    if (db->hdr.version != TS_VERSION && db->hdr.version != TS_VERSION_OLD) {
         xsyslog(LOG_ERR, "twoskip: unsupported version",
                 "path=%s version=%u", db->fname, db->hdr.version);
         return ERR_DB_BADFORMAT;
@@ -362,31 +531,17 @@ static int header_read(struct tsdb *db)
                                "file truncated below its committed size");
     db->is_mbox = !!(db->hdr.flags & TS_F_MBOXSORT);
     db->end = db->hdr.current_size;
-    if (db->v_ino != mappedfile_ino(db->mf)
-        || db->v_gen != db->hdr.generation
-        || db->v_size != db->hdr.current_size) {
-        size_t words = db->hdr.current_size / 512 + 1;
-
-        /* Room for the file as it is and some growth, so that an
-         * operation seldom allocates. */
-        if (words > db->vwords) {
-            db->vwords = words + words / 4 + 64;
-            free(db->vbits);
-            db->vbits = xmalloc(db->vwords * sizeof(*db->vbits));
-        }
-        twoskip_forget_verified(db);
-        db->v_ino = mappedfile_ino(db->mf);
-        db->v_gen = db->hdr.generation;
-        db->v_size = db->hdr.current_size;
-    }
+    verified_fit(db, mappedfile_ino(db->mf), db->hdr.generation,
+                 db->hdr.current_size);
     return 0;
 }
 
-/* DIRTY is set before anything is appended or changed, and cleared
- * only by a finished commit, abort or recovery. */
+/* The counter is odd (or, for version 2 and without a boot id, DIRTY
+ * set) from before anything is appended or changed until a finished
+ * commit, abort or recovery.  Under a lock, that means a writer died. */
 static int needs_recovery(struct tsdb *db)
 {
-    return !!(db->hdr.flags & TS_F_DIRTY);
+    return (db->hdr.flags & TS_F_DIRTY) || seq_is_odd(twoskip_seq(db));
 }
 
 /* ---- records ---- */
@@ -403,26 +558,37 @@ static void set_verified(struct tsdb *db, size_t off)
 {
     size_t bit = off / 8;
 
+    if (db->is_lockfree) {
+        /* Kept only if the lookup turns out to have read a consistent
+         * file (lf_end). */
+        if (db->lf_npending < LF_PENDING)
+            db->lf_pending[db->lf_npending++] = off;
+        return;
+    }
     if (bit / 64 < db->vwords)
         db->vbits[bit / 64] |= (uint64_t)1 << (bit % 64);
 }
 
-/* Parse and check the record at `off`. */
-int twoskip_rec_read(struct tsdb *db, size_t off, struct rec *r)
+/* Parse and check the record at `off` (inline for lookups). */
+static inline int rec_read(struct tsdb *db, size_t off, struct rec *r)
 {
     const char *p;
     size_t head;
+    uint64_t w0, w1;
 
     if (off % 8 || off < DUMMY_OFFSET || off > db->end
         || db->end - off < HEADLEN(0))
         return twoskip_corrupt(db, off, "record offset out of range");
     p = BASE(db) + off;
+    /* Two loads, so that a lock-free reader checks what it uses. */
+    w0 = load64(p);
+    w1 = load64(p + 8);
     r->off = off;
-    r->type = (uint8_t)p[0];
-    r->nptrs = (uint8_t)p[1];
-    r->keylen = get32(p + 4);
-    r->vallen = get32(p + 8);
-    r->datacrc = get32(p + 12);
+    r->type = (uint8_t)w0;
+    r->nptrs = (uint8_t)(w0 >> 8);
+    r->keylen = (uint32_t)(w0 >> 32);
+    r->vallen = (uint32_t)w1;
+    r->datacrc = (uint32_t)(w1 >> 32);
     if (r->nptrs > MAXPTRS)
         return twoskip_corrupt(db, off, "too many pointers");
     head = HEADLEN(r->nptrs);
@@ -465,6 +631,11 @@ int twoskip_rec_read(struct tsdb *db, size_t off, struct rec *r)
         set_verified(db, off);
     }
     return 0;
+}
+
+int twoskip_rec_read(struct tsdb *db, size_t off, struct rec *r)
+{
+    return rec_read(db, off, r);
 }
 
 /* Check the data CRC of a record about to be handed to a caller. */
@@ -525,12 +696,237 @@ int twoskip_next0(struct tsdb *db, const struct rec *r, size_t *next_r)
 static int next_at(struct tsdb *db, const struct rec *r, unsigned level,
                    size_t *next_r)
 {
-    if (level == 0)
+    if (level == 0) {
+        uint64_t a, b;
+
+        /* The common case inline: the larger slot is a RECORD. */
+        if (db->scan || r->type == REC_DELETE)
+            return twoskip_next0(db, r, next_r);
+        a = PTR(db, r, 0);
+        b = PTR(db, r, 1);
+        if (a >= db->end)
+            a = 0;
+        if (b >= db->end)
+            b = 0;
+        if (b > a)
+            a = b;
+        if (!a) {
+            *next_r = 0;
+            return 0;
+        }
+        if (a % 8 == 0 && a >= DUMMY_OFFSET && BASE(db)[a] == REC_RECORD) {
+            *next_r = (size_t)a;
+            return 0;
+        }
         return twoskip_next0(db, r, next_r);
+    }
     if ((unsigned)r->nptrs <= level + 1)
         return twoskip_corrupt(db, r->off, "level above the record's own");
     *next_r = (size_t)PTR(db, r, level + 1);
     return 0;
+}
+
+/* ---- the lookup index (see LOOKUP INDEX) ---- */
+
+#define IDX_PREFIX 16
+
+/* One record on level 2: a binary search mostly decides on the key's
+ * first bytes, kept here, so that each step touches one cache line. */
+struct idxent {
+    uint64_t off;
+    uint32_t kpos;          /* the whole key in tsidx.keys */
+    uint32_t klen;
+    char prefix[IDX_PREFIX];
+};
+
+struct tsidx {
+    ino_t ino;
+    uint64_t gen;
+    uint32_t seq;
+    size_t n, alloc;
+    struct idxent *ent;     /* in key order */
+    struct buf keys;
+};
+
+static void idx_free(struct tsidx **idxp)
+{
+    struct tsidx *idx = *idxp;
+
+    if (!idx)
+        return;
+    free(idx->ent);
+    buf_free(&idx->keys);
+    free(idx);
+    *idxp = NULL;
+}
+
+/* Is db->idx the index of the version a lock-free read is looking at? */
+static int idx_is_current(const struct tsdb *db)
+{
+    return db->idx && db->is_lockfree && db->idx->seq == db->lf_seq
+           && db->idx->ino == mappedfile_ino(db->mf)
+           && db->idx->gen == db->hdr.generation;
+}
+
+/* Inside a lock-free read: walk level 2 into a new index (*idx_r), or
+ * fail (damage, or the file changing under us: the read is then
+ * retried anyway).  The caller installs it once the read is known to
+ * have been consistent. */
+static int idx_build(struct tsdb *db, struct tsidx **idx_r)
+{
+    struct tsidx *idx = xzmalloc(sizeof(*idx));
+    size_t off, steps = 0, maxsteps = db->end / 24 + 2;
+    struct idxent *e;
+    struct rec node;
+    int r;
+
+    r = rec_read(db, DUMMY_OFFSET, &node);
+    off = r ? 0 : (size_t)PTR(db, &node, 3);
+    while (!r && off) {
+        r = rec_read(db, off, &node);
+        if (!r && (node.type != REC_RECORD || node.nptrs < 4))
+            r = twoskip_corrupt(db, off, "bad link");
+        if (!r && ++steps > maxsteps)
+            r = twoskip_corrupt(db, off, "pointer cycle");
+        if (r)
+            break;
+        if (idx->keys.len > UINT32_MAX - node.keylen) {
+            r = ERR_TOOBIG;
+            break;
+        }
+        if (idx->n == idx->alloc) {
+            idx->alloc = idx->alloc ? idx->alloc * 2 : 1024;
+            idx->ent = xreallocarray(idx->ent, idx->alloc,
+                                     sizeof(*idx->ent));
+        }
+        e = &idx->ent[idx->n++];
+        memset(e, 0, sizeof(*e));
+        e->off = off;
+        e->kpos = (uint32_t)idx->keys.len;
+        e->klen = node.keylen;
+        memcpy(e->prefix, KEY(db, &node),
+               node.keylen < IDX_PREFIX ? node.keylen : IDX_PREFIX);
+        buf_appendmap(&idx->keys, KEY(db, &node), node.keylen);
+        off = (size_t)PTR(db, &node, 3);
+    }
+    /* Out of order means it was read while changing (or is damaged). */
+    for (steps = 1; !r && steps < idx->n; steps++) {
+        const struct idxent *a = &idx->ent[steps - 1], *b = a + 1;
+
+        if (keycmp(db, idx->keys.s + a->kpos, a->klen,
+                   idx->keys.s + b->kpos, b->klen) >= 0)
+            r = twoskip_corrupt(db, b->off, "keys out of order");
+    }
+    if (r) {
+        idx_free(&idx);
+        return r;
+    }
+    idx->ino = mappedfile_ino(db->mf);
+    idx->gen = db->hdr.generation;
+    idx->seq = db->lf_seq;
+    *idx_r = idx;
+    return 0;
+}
+
+/* Inside a lock-free read: when the index is stale and enough lookups
+ * went without it, build it and put it in place for this read; the old
+ * one goes to *old_r.  Returns whether it did (see idx_settle). */
+static int idx_refresh(struct tsdb *db, struct tsidx **old_r)
+{
+    struct tsidx *fresh = NULL;
+
+    if (idx_is_current(db) || ++db->idx_misses < 64 + db->end / 8192)
+        return 0;
+    db->idx_misses = 0;
+    if (idx_build(db, &fresh))
+        return 0;
+    *old_r = db->idx;
+    db->idx = fresh;
+    return 1;
+}
+
+/* After the lock-free read that built an index ended with `r`: keep
+ * the new index if the read was consistent, else put the old back. */
+static void idx_settle(struct tsdb *db, int is_new, struct tsidx *old,
+                       int r)
+{
+    if (!is_new)
+        return;
+    if (r == LF_RETRY) {
+        idx_free(&db->idx);
+        db->idx = old;
+    }
+    else {
+        idx_free(&old);
+        twoskip_lf_stats.index_builds++;
+    }
+}
+
+/* The offset of the last indexed record with a key before `key`; 0
+ * when there is none. */
+static size_t idx_search(const struct tsdb *db, const char *key,
+                         size_t keylen)
+{
+    const struct tsidx *idx = db->idx;
+    size_t lo = 0, hi = idx->n;
+    size_t kcut = keylen < IDX_PREFIX ? keylen : IDX_PREFIX;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct idxent *e = &idx->ent[mid];
+        int c;
+
+        /* Both orders compare byte by byte, shorter first: the cut
+         * keys decide unless they are equal. */
+        c = keycmp(db, e->prefix, e->klen < IDX_PREFIX ? e->klen
+                                                        : IDX_PREFIX,
+                   key, kcut);
+        if (!c)
+            c = keycmp(db, idx->keys.s + e->kpos, e->klen, key, keylen);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? (size_t)idx->ent[lo - 1].off : 0;
+}
+
+/* ---- lookups ---- */
+
+/* Start loading the records that `node` links to at `level` and the
+ * level below: a lookup reads one of them next, and when it drops a
+ * level the other is on its way already (a lookup in a large file is
+ * mostly waiting for memory). */
+static void prefetch_links(const struct tsdb *db, const struct rec *node,
+                           int level)
+{
+    uint64_t n, b;
+    int l;
+
+    for (l = level; l >= 0 && l + 2 >= level; l--) {
+        if (l == 0) {
+            n = PTR(db, node, 0);
+            b = PTR(db, node, 1);
+            if (n >= db->end)
+                n = 0;
+            if (b < db->end && b > n)
+                n = b;
+        }
+        else if ((unsigned)node->nptrs > (unsigned)l + 1) {
+            n = PTR(db, node, (unsigned)l + 1);
+        }
+        else {
+            continue;
+        }
+        if (n >= DUMMY_OFFSET && n < db->end && db->end - n >= 128) {
+            size_t word = n / 8 / 64;
+
+            __builtin_prefetch(BASE(db) + n);
+            __builtin_prefetch(BASE(db) + n + 64);
+            if (word < db->vwords)
+                __builtin_prefetch(db->vbits + word);
+        }
+    }
 }
 
 /* Find `key`: loc[l] gets the last record before it at each level,
@@ -542,7 +938,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
     struct rec node, next;
     size_t nextoff = 0, cached = 0, steps = 0;
     size_t maxsteps = db->end / 24 + MAXLEVEL * 2;
-    int level, c = 1, r;
+    int level, c = 1, is_indexed = 0, r;
 
     if (db->scan) {
         size_t i = twoskip_scan_search(db, key, keylen, 0);
@@ -556,10 +952,34 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
                                     key, keylen);
         return 0;
     }
-    r = twoskip_rec_read(db, DUMMY_OFFSET, &node);
-    if (r)
-        return r;
-    for (level = db->is_lax ? 0 : MAXLEVEL - 1; level >= 0; level--) {
+    level = db->is_lax ? 0 : MAXLEVEL - 1;
+    if (!loc && idx_is_current(db)) {
+        size_t start = idx_search(db, key, keylen);
+
+        if (start) {
+            /* A level-2 record before the key: go on from it on
+             * level 1. */
+            r = rec_read(db, start, &node);
+            if (!r && (node.type != REC_RECORD || node.nptrs < 4))
+                r = twoskip_corrupt(db, start, "bad link");
+            if (r)
+                return r;
+            level = 1;
+            is_indexed = 1;
+        }
+    }
+    if (!is_indexed) {
+        r = rec_read(db, DUMMY_OFFSET, &node);
+        if (r)
+            return r;
+        /* The levels above the highest record lead nowhere. */
+        while (level > 0 && !PTR(db, &node, (unsigned)level + 1)) {
+            if (loc)
+                loc[level] = DUMMY_OFFSET;
+            level--;
+        }
+    }
+    for (; level >= 0; level--) {
         for (;;) {
             r = next_at(db, &node, (unsigned)level, &nextoff);
             if (r)
@@ -567,7 +987,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
             if (!nextoff)
                 break;
             if (nextoff != cached) {
-                r = twoskip_rec_read(db, nextoff, &next);
+                r = rec_read(db, nextoff, &next);
                 if (r)
                     return r;
                 if (next.type != REC_RECORD
@@ -579,6 +999,7 @@ static int find(struct tsdb *db, const char *key, size_t keylen,
             if (c >= 0)
                 break;
             node = next;
+            prefetch_links(db, &node, level);
             if (++steps > maxsteps)
                 return twoskip_corrupt(db, nextoff, "pointer cycle");
         }
@@ -604,6 +1025,12 @@ static int reserve_space(struct tsdb *db, size_t need)
 
     if (db->end + need <= size)
         return 0;
+    /* Another process may have reserved already: writing its zeros
+     * again would only give the next sync more to do. */
+    r = mappedfile_refresh(db->mf);
+    size = mappedfile_size(db->mf);
+    if (r || db->end + need <= size)
+        return r;
     want = db->end / 8;
     if (want < PREALLOC_MIN)
         want = PREALLOC_MIN;
@@ -618,6 +1045,38 @@ static int reserve_space(struct tsdb *db, size_t need)
         size += n;
     }
     return r;
+}
+
+/* Write what the current change appended (see append_write). */
+static int flush_pending(struct tsdb *db)
+{
+    struct txn *t = db->txn;
+    int r;
+
+    if (!t || !t->pend.len)
+        return 0;
+    r = mappedfile_pwrite(db->mf, t->pend.s, t->pend.len, t->pend_off);
+    buf_reset(&t->pend);
+    return r;
+}
+
+/* Write the record in db->wbuf (`total` bytes) at db->end.  Inside a
+ * transaction, the records of one change wait in memory until the
+ * change is done (ts_write), or, for a one-shot write, go out with the
+ * COMMIT in one write: nothing reads them before (a change reads only
+ * records before it), and a crash before they are written is the same
+ * as one before they were complete (all of it lies past the committed
+ * size). */
+static int append_write(struct tsdb *db, uint8_t type, size_t total)
+{
+    struct txn *t = db->txn;
+
+    if (!t)
+        return mappedfile_pwrite(db->mf, db->wbuf.s, total, db->end);
+    if (!t->pend.len)
+        t->pend_off = db->end;
+    buf_appendmap(&t->pend, db->wbuf.s, total);
+    return type == REC_COMMIT ? flush_pending(db) : 0;
 }
 
 /* Append one record at db->end; *off_r gets its offset. */
@@ -651,7 +1110,7 @@ static int append_rec(struct tsdb *db, uint8_t type, unsigned nptrs,
 
     r = reserve_space(db, total);
     if (!r)
-        r = mappedfile_pwrite(db->mf, db->wbuf.s, total, db->end);
+        r = append_write(db, type, total);
     if (r)
         return r;
     if (db->txn && type != REC_COMMIT)
@@ -681,7 +1140,9 @@ int twoskip_set_ptr_raw(struct tsdb *db, size_t off, unsigned slot,
     put64(head + 16 + 8 * slot, val);
     put32(head + len - 8, head_crc(head, len - 8, BASE(db) + off + len,
                                    keylen));
-    return mappedfile_pwrite(db->mf, head, len, off);
+    /* Not the last 4 bytes: the DUMMY keeps the change counter there,
+     * which only its own one-byte-changing pwrite may touch. */
+    return mappedfile_pwrite(db->mf, head, len - 4, off);
 }
 
 static int set_ptr(struct tsdb *db, size_t off, unsigned slot, uint64_t val)
@@ -727,17 +1188,25 @@ static int set_next0(struct tsdb *db, size_t off, uint64_t val)
     return set_ptr(db, off, slot, val);
 }
 
-/* Before the first change of a transaction: mark the file DIRTY. */
+/* Before the first change of a transaction: make the counter odd.
+ * That alone marks the file for recovery; DIRTY is written too (one
+ * more header write) where the counter cannot do it: for a version 2
+ * file, which readers of that version check only for DIRTY (the write
+ * makes it version 3 and shuts them out), and without a boot id, where
+ * it is synced (see CRASH SAFETY). */
 static int mark_dirty(struct tsdb *db)
 {
     int r;
 
     if (db->txn->is_dirty)
         return 0;
-    db->hdr.flags |= TS_F_DIRTY;
-    r = twoskip_header_write(db);
-    if (!r && !twoskip_has_boot_id())
-        r = twoskip_sync_file(db);
+    r = twoskip_seq_begin(db);
+    if (!r && (db->hdr.version != TS_VERSION || !twoskip_has_boot_id())) {
+        db->hdr.flags |= TS_F_DIRTY;
+        r = twoskip_header_write(db);
+        if (!r && !twoskip_has_boot_id())
+            r = twoskip_sync_file(db);
+    }
     if (!r)
         db->txn->is_dirty = 1;
     return r;
@@ -843,6 +1312,20 @@ static int write_op(struct tsdb *db, int op, const char *key, size_t keylen,
 
 /* ---- locking ---- */
 
+/* A monotonic clock in seconds, cheap enough for every read. */
+static long now_second(void)
+{
+    struct timespec ts;
+
+#ifdef CLOCK_MONOTONIC_COARSE
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (long)ts.tv_sec;
+#endif
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        return (long)ts.tv_sec;
+    return (long)time(NULL);
+}
+
 /* Fresh file: write the header and the DUMMY. */
 static int init_file(struct tsdb *db)
 {
@@ -896,6 +1379,8 @@ static int lock_exclusive(struct tsdb *db)
         r = twoskip_recover_same_boot(db);
     if (r)
         mappedfile_unlock(db->mf);
+    else
+        db->lf_second = now_second();
     return r;
 }
 
@@ -956,6 +1441,8 @@ static int lock_shared(struct tsdb *db)
 done:
     if (r)
         mappedfile_unlock(db->mf);
+    else
+        db->lf_second = now_second();
     return r;
 }
 
@@ -987,6 +1474,7 @@ static void txn_free(struct tsdb *db)
     if (!db->txn)
         return;
     free(db->txn->undo);
+    buf_free(&db->txn->pend);
     xfree(db->txn);
 }
 
@@ -1018,10 +1506,15 @@ static int ts_commit(struct db *db_, struct txn *tid)
             db->hdr.flags &= ~(uint32_t)TS_F_DIRTY;
             r = twoskip_header_write(db);
         }
-        if (r) {
+        if (!r) {
+            twoskip_seq_end(db);
+        }
+        else {
             xsyslog(LOG_ERR, "twoskip: commit failed", "path=%s error=%s",
                     db->fname, error_message(r));
-            /* The header was not updated: the next locker recovers. */
+            /* The counter stays odd: the next locker recovers.  Heads
+             * verified past the committed size may be cut off. */
+            twoskip_forget_verified(db);
         }
     }
     txn_free(db);
@@ -1058,6 +1551,8 @@ static int ts_abort(struct db *db_, struct txn *tid)
             db->end = tid->start;
             r = twoskip_header_write(db);
         }
+        if (!r)
+            twoskip_seq_end(db);
     }
     txn_free(db);
     unlock(db);
@@ -1073,7 +1568,7 @@ static int op_begin(struct tsdb *db, struct txn **tid, int is_write,
 
     *mode_r = 0;
     if (tid && *tid)
-        return (*tid == db->txn) ? 0 : ERR_DB_TXN;
+        return (*tid == db->txn) ? flush_pending(db) : ERR_DB_TXN;
     if (tid || (is_write && !db->txn)) {
         if (db->txn)
             return ERR_LOCKED;
@@ -1086,8 +1581,8 @@ static int op_begin(struct tsdb *db, struct txn **tid, int is_write,
             *mode_r = 2;
         return 0;
     }
-    if (db->txn)
-        return is_write ? ERR_LOCKED : 0; /* read our own transaction */
+    if (db->txn) /* read our own transaction */
+        return is_write ? ERR_LOCKED : flush_pending(db);
     r = lock_shared(db);
     if (!r)
         *mode_r = 1;
@@ -1138,6 +1633,7 @@ static void db_free(struct tsdb *db)
         }
     }
     mappedfile_close(&db->mf);
+    idx_free(&db->idx);
     buf_free(&db->wbuf);
     free(db->vbits);
     free(db->fname);
@@ -1193,6 +1689,7 @@ static int ts_open(const char *fname, int flags, struct db **dbp,
         free(db);
         return r;
     }
+    db->basep = mappedfile_base_ref(db->mf);
     db->next = open_dbs;
     open_dbs = db;
 
@@ -1238,31 +1735,150 @@ static int ts_close(struct db *db_)
     return 0;
 }
 
-static int ts_fetch(struct db *db_, const char *key, size_t keylen,
-                    const char **data, size_t *datalen, struct txn **tid)
-{
-    struct tsdb *db = (struct tsdb *)db_;
-    struct rec f;
-    size_t ge;
-    int mode, found, r;
+/* ---- lock-free reads (see LOCK-FREE READS) ---- */
 
-    r = op_begin(db, tid, 0, &mode);
-    if (r)
-        return r;
+static int lf_try(struct tsdb *db, uint32_t *seq_r);
+
+/* Start a lock-free read: snapshot the header between the counter
+ * loads and set db->end to its committed size.  *seq_r gets the
+ * counter.  Returns 0, or LF_RETRY (counted) when the locked path must
+ * serve. */
+static int lf_begin(struct tsdb *db, uint32_t *seq_r)
+{
+    if (db->txn)
+        return LF_RETRY;
+    if (lf_try(db, seq_r)) {
+        twoskip_lf_stats.fallbacks++;
+        return LF_RETRY;
+    }
+    return 0;
+}
+
+static int lf_try(struct tsdb *db, uint32_t *seq_r)
+{
+    const char *p = BASE(db);
+    size_t size = mappedfile_size(db->mf);
+    uint64_t cur, gen;
+    uint32_t seq, flags;
+
+    if (db->txn || !p || size < SEQ_LEN || now_second() != db->lf_second)
+        return LF_RETRY;
+    seq = le32toh(__atomic_load_n(seq_ptr(db), __ATOMIC_ACQUIRE));
+    if (seq_is_odd(seq))
+        return LF_RETRY;
+    flags = load32(p + 20);
+    if (load32(p + 16) != TS_VERSION
+        || (flags & (TS_F_DIRTY | TS_F_REPLACED))
+        || !!(flags & TS_F_MBOXSORT) != db->is_mbox)
+        return LF_RETRY;
+    gen = load64(p + 24);
+    cur = load64(p + 40);
+    if (cur % 8 || cur < SEQ_LEN || cur > size)
+        return LF_RETRY;
+    if (twoskip_has_boot_id()
+        && memcmp(p + 56, twoskip_this_boot(), BOOTID_LEN))
+        return LF_RETRY;
+
+    verified_fit(db, mappedfile_ino(db->mf), gen, (size_t)cur);
+    /* The header as last seen (batch_is_stale compares with it). */
+    db->hdr.generation = gen;
+    db->hdr.current_size = cur;
+    db->end = (size_t)cur;
+    db->is_lockfree = 1;
+    db->is_quiet = 1;
+    db->lf_npending = 0;
+    db->lf_seq = seq;
+    *seq_r = seq;
+    return 0;
+}
+
+/* End a lock-free read that came to `r`: r if the counter did not move
+ * meanwhile (and r is an answer, not damage), otherwise LF_RETRY. */
+static int lf_end(struct tsdb *db, uint32_t seq, int r)
+{
+    uint32_t now;
+    size_t i;
+
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    now = le32toh(__atomic_load_n(seq_ptr(db), __ATOMIC_RELAXED));
+    db->is_lockfree = 0;
+    db->is_quiet = 0;
+    if (now != seq || (r && r != ERR_NOTFOUND)) {
+        twoskip_lf_stats.fallbacks++;
+        return LF_RETRY;
+    }
+    for (i = 0; i < db->lf_npending; i++)
+        set_verified(db, db->lf_pending[i]);
+    twoskip_lf_stats.hits++;
+    return r;
+}
+
+/* ---- reading ---- */
+
+/* The record with `key` (`is_next`: the first one after it; keylen 0
+ * then means from the start), data CRC checked; ERR_NOTFOUND. */
+static int lookup(struct tsdb *db, const char *key, size_t keylen,
+                  int is_next, struct rec *f)
+{
+    size_t ge;
+    int found, r;
+
     r = find(db, key, keylen, NULL, &ge, &found);
-    if (!r && !found)
+    if (!r && is_next && found) {
+        r = twoskip_rec_read(db, ge, f);
+        if (!r)
+            r = twoskip_next0(db, f, &ge);
+    }
+    if (!r && (!ge || (!is_next && !found)))
         r = ERR_NOTFOUND;
     if (!r)
-        r = twoskip_rec_read(db, ge, &f);
+        r = twoskip_rec_read(db, ge, f);
     if (!r)
-        r = twoskip_check_data(db, &f);
+        r = twoskip_check_data(db, f);
+    return r;
+}
+
+/* fetch and fetchnext: lock-free when possible, else under the lock
+ * or inside the transaction. */
+static int fetch_common(struct tsdb *db, const char *key, size_t keylen,
+                        int is_next, const char **foundkey, size_t *fklen,
+                        const char **data, size_t *datalen,
+                        struct txn **tid)
+{
+    struct tsidx *old = NULL;
+    struct rec f;
+    uint32_t seq;
+    int mode = 0, is_new, r = LF_RETRY;
+
+    if (!tid && !db->txn && !lf_begin(db, &seq)) {
+        is_new = idx_refresh(db, &old);
+        r = lf_end(db, seq, lookup(db, key, keylen, is_next, &f));
+        idx_settle(db, is_new, old, r);
+    }
+    if (r == LF_RETRY) {
+        r = op_begin(db, tid, 0, &mode);
+        if (r)
+            return r;
+        r = lookup(db, key, keylen, is_next, &f);
+    }
     if (!r) {
+        if (foundkey)
+            *foundkey = KEY(db, &f);
+        if (fklen)
+            *fklen = f.keylen;
         if (data)
             *data = VAL(db, &f);
         if (datalen)
             *datalen = f.vallen;
     }
     return op_end(db, mode, r);
+}
+
+static int ts_fetch(struct db *db_, const char *key, size_t keylen,
+                    const char **data, size_t *datalen, struct txn **tid)
+{
+    return fetch_common((struct tsdb *)db_, key, keylen, 0, NULL, NULL,
+                        data, datalen, tid);
 }
 
 static int ts_fetchlock(struct db *db_, const char *key, size_t keylen,
@@ -1285,37 +1901,8 @@ static int ts_fetchnext(struct db *db_, const char *key, size_t keylen,
                         const char **data, size_t *datalen,
                         struct txn **tid)
 {
-    struct tsdb *db = (struct tsdb *)db_;
-    struct rec f;
-    size_t ge;
-    int mode, found, r;
-
-    r = op_begin(db, tid, 0, &mode);
-    if (r)
-        return r;
-    r = find(db, key, keylen, NULL, &ge, &found);
-    if (!r && found) {
-        r = twoskip_rec_read(db, ge, &f);
-        if (!r)
-            r = twoskip_next0(db, &f, &ge);
-    }
-    if (!r && !ge)
-        r = ERR_NOTFOUND;
-    if (!r)
-        r = twoskip_rec_read(db, ge, &f);
-    if (!r)
-        r = twoskip_check_data(db, &f);
-    if (!r) {
-        if (foundkey)
-            *foundkey = KEY(db, &f);
-        if (fklen)
-            *fklen = f.keylen;
-        if (data)
-            *data = VAL(db, &f);
-        if (datalen)
-            *datalen = f.vallen;
-    }
-    return op_end(db, mode, r);
+    return fetch_common((struct tsdb *)db_, key, keylen, 1, foundkey, fklen,
+                        data, datalen, tid);
 }
 
 /* Position after `key` (at it when `inclusive`). */
@@ -1379,8 +1966,8 @@ static int foreach_locked(struct tsdb *db, const char *prefix,
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (64 * 1024)
 
-/* Records copied out of the file under one lock hold, for callbacks
- * run without it. */
+/* Records copied out of the file in one go (lock-free or under one
+ * lock hold), for callbacks run without the lock. */
 struct batch {
     struct buf data;        /* keys and values back to back */
     struct {
@@ -1392,10 +1979,14 @@ struct batch {
     int is_last;            /* nothing (with the prefix) follows */
     ino_t ino;              /* the file as the batch was read */
     uint64_t gen, changes;
+    uint32_t seq;
     size_t end;
+    struct buf last;        /* the last key handed out */
+    int is_first;           /* no batch read yet */
+    int is_whole;           /* every entry of the batch was used */
 };
 
-/* Under the shared lock: copy records from `off` on into `b`. */
+/* Copy records from `off` on into `b`. */
 static int batch_fill(struct tsdb *db, size_t off, const char *prefix,
                       size_t prefixlen, cyrusdb_filter_t *filter,
                       void *rock, struct batch *b)
@@ -1433,17 +2024,64 @@ static int batch_fill(struct tsdb *db, size_t off, const char *prefix,
     b->next = off;
     b->ino = mappedfile_ino(db->mf);
     b->gen = db->hdr.generation;
+    b->seq = twoskip_seq(db);
     b->end = db->end;
     b->changes = db->changes;
     return 0;
 }
 
-/* Has anything changed the file since the batch was read?  Called with
- * the lock taken again. */
+/* Has anything changed the file since the batch was read? */
 static int batch_is_stale(const struct tsdb *db, const struct batch *b)
 {
     return b->ino != mappedfile_ino(db->mf) || b->gen != db->hdr.generation
-           || b->end != db->end || b->changes != db->changes;
+           || b->end != db->end || b->changes != db->changes
+           || b->seq != twoskip_seq(db);
+}
+
+/* Where the next batch starts: at the prefix, where the last batch
+ * ended if the file is as it was then, or else after the last key
+ * handed out. */
+static int batch_fill_next(struct tsdb *db, const char *prefix,
+                           size_t prefixlen, cyrusdb_filter_t *filter,
+                           void *rock, struct batch *b)
+{
+    size_t off;
+    int r;
+
+    if (b->is_first)
+        r = seek_after(db, prefix, prefixlen, 1, &off);
+    else if (b->is_whole && !batch_is_stale(db, b)) {
+        off = b->next;
+        r = 0;
+    }
+    else
+        r = seek_after(db, b->last.s, b->last.len, 0, &off);
+    return r ? r : batch_fill(db, off, prefix, prefixlen, filter, rock, b);
+}
+
+/* Read the next batch, lock-free when possible. */
+static int batch_load(struct tsdb *db, const char *prefix,
+                      size_t prefixlen, cyrusdb_filter_t *filter,
+                      void *rock, struct batch *b)
+{
+    struct tsidx *old = NULL;
+    uint32_t seq;
+    int is_new, r;
+
+    if (!lf_begin(db, &seq)) {
+        is_new = idx_refresh(db, &old);
+        r = lf_end(db, seq, batch_fill_next(db, prefix, prefixlen, filter,
+                                            rock, b));
+        idx_settle(db, is_new, old, r);
+        if (r != LF_RETRY)
+            return r;
+    }
+    r = lock_shared(db);
+    if (r)
+        return r;
+    r = batch_fill_next(db, prefix, prefixlen, filter, rock, b);
+    unlock(db);
+    return r;
 }
 
 /* Run cb over the batch without the lock.  A callback that wrote to
@@ -1469,41 +2107,35 @@ static int batch_run(struct tsdb *db, struct batch *b, cyrusdb_cb_t *cb,
     return r;
 }
 
-/* A one-shot walk: copy a batch under the shared lock, release it, run
- * the callbacks, lock again and go on from where the batch ended, or,
- * when the file changed meanwhile, from after the last key handed out
- * (so a callback may write, and sees the walk go on after the current
- * key as it is then). */
-static int foreach_batched(struct tsdb *db, const char *prefix,
+/* A one-shot walk: copy a batch (lock-free, or under the shared lock),
+ * run the callbacks on the copy without the lock, and go on from where
+ * the batch ended, or, when the file changed meanwhile, from after the
+ * last key handed out (so a callback may write, and sees the walk go
+ * on after the current key as it is then). */
+static int foreach_oneshot(struct tsdb *db, const char *prefix,
                            size_t prefixlen, cyrusdb_filter_t *filter,
                            cyrusdb_cb_t *cb, void *rock)
 {
     struct batch *b = xzmalloc(sizeof(*b));
-    size_t off, used;
+    size_t used;
     int r;
 
-    r = seek_after(db, prefix, prefixlen, 1, &off);
+    b->is_first = 1;
     for (;;) {
-        if (!r)
-            r = batch_fill(db, off, prefix, prefixlen, filter, rock, b);
-        unlock(db);
+        r = batch_load(db, prefix, prefixlen, filter, rock, b);
         if (r)
             break;
         r = batch_run(db, b, cb, rock, &used);
         if (r || (b->is_last && used == b->n && db->changes == b->changes))
             break;
-        r = lock_shared(db);
-        if (r)
-            break;
-        if (used == b->n && !batch_is_stale(db, b)) {
-            off = b->next;
-            continue;
-        }
         /* used > 0: an empty batch is always the last. */
-        r = seek_after(db, b->data.s + b->ent[used - 1].pos,
-                       b->ent[used - 1].keylen, 0, &off);
+        buf_setmap(&b->last, b->data.s + b->ent[used - 1].pos,
+                   b->ent[used - 1].keylen);
+        b->is_whole = used == b->n;
+        b->is_first = 0;
     }
     buf_free(&b->data);
+    buf_free(&b->last);
     free(b);
     return r;
 }
@@ -1515,11 +2147,11 @@ static int ts_foreach(struct db *db_, const char *prefix, size_t prefixlen,
     struct tsdb *db = (struct tsdb *)db_;
     int mode, r;
 
+    if (!tid && !db->txn)
+        return foreach_oneshot(db, prefix, prefixlen, filter, cb, rock);
     r = op_begin(db, tid, 0, &mode);
     if (r)
         return r;
-    if (mode == 1)
-        return foreach_batched(db, prefix, prefixlen, filter, cb, rock);
     r = foreach_locked(db, prefix, prefixlen, filter, cb, rock);
     return op_end(db, mode, r);
 }
@@ -1535,6 +2167,10 @@ static int ts_write(struct db *db_, int op, const char *key, size_t keylen,
     if (r)
         return r;
     r = write_op(db, op, key, keylen, data, datalen, force);
+    /* A one-shot write's record goes out with its COMMIT; in a longer
+     * transaction, now (a foreach may read it right away). */
+    if (!r && mode != 2)
+        r = flush_pending(db);
     return op_end(db, mode, r);
 }
 

@@ -18,7 +18,8 @@
 
 #define TS_MAGIC "\241\002\213\015ColumbaSkip\n"
 #define TS_MAGIC_LEN 16
-#define TS_VERSION 2
+#define TS_VERSION 3          /* written by this code */
+#define TS_VERSION_OLD 2      /* read, and upgraded by the next write */
 #define HEADER_SIZE 96
 #define BOOTID_LEN 16
 #define COMMIT_VALLEN 16
@@ -28,6 +29,12 @@
 #define MIN_REPACK (16 * 1024)
 #define PREALLOC_MIN (16 * 1024)
 #define PREALLOC_MAX (4 * 1024 * 1024)
+/* The change counter: the last 4 bytes of the DUMMY's head, outside
+ * its head CRC (see LOCK-FREE READS in lib/cyrusdb_twoskip.c). */
+#define SEQ_OFFSET (DUMMY_OFFSET + HEADLEN(MAXPTRS) - 4)
+/* Record heads verified by one lock-free lookup, kept until it is known
+ * to have read a consistent file. */
+#define LF_PENDING 64
 
 #define TS_F_MBOXSORT 1
 #define TS_F_DIRTY 2
@@ -38,6 +45,7 @@ enum { REC_DUMMY = 1, REC_RECORD = 2, REC_DELETE = 3, REC_COMMIT = 4 };
 #define HEADLEN(nptrs) (16 + 8 * (size_t)(nptrs) + 8)
 #define PAD8(n) (((n) + 7) & ~(size_t)7)
 #define COMMIT_LEN (HEADLEN(1) + COMMIT_VALLEN)
+#define SEQ_LEN ((size_t)SEQ_OFFSET + 4)
 
 struct tsheader {
     uint32_t version;
@@ -61,6 +69,8 @@ struct rec {
     size_t len;         /* whole record including padding */
 };
 
+struct tsidx;
+
 struct undo {
     size_t off;
     unsigned slot;
@@ -71,9 +81,12 @@ struct txn {
     size_t start;           /* committed size when the txn began */
     uint32_t rangecrc;      /* over the fixed heads appended so far */
     struct tsheader saved;  /* header to restore on abort */
-    int is_dirty;           /* DIRTY written: something changed */
+    int is_dirty;           /* counter made odd: something changed */
     struct undo *undo;
     size_t nundo, undo_alloc;
+    struct buf pend;        /* records appended by the current change,
+                               not written yet (see append_write) */
+    size_t pend_off;        /* where they go */
 };
 
 struct tsdb {
@@ -84,6 +97,7 @@ struct tsdb {
     int flags;              /* CYRUSDB_* open flags */
     int is_mbox;            /* the file's order */
     struct mappedfile *mf;
+    char *const *basep;     /* mappedfile_base_ref(mf) */
     struct tsheader hdr;
     size_t end;             /* end of valid data for lookups */
     int is_lax;             /* dirty file read-only: level 0, data CRC */
@@ -95,13 +109,30 @@ struct tsdb {
     uint64_t changes;       /* bumped by every write, for foreach */
     struct buf wbuf;        /* record being appended */
     /* One bit per 8-byte offset: the head CRC of the record there was
-     * verified since the file last changed (see rec_read); valid for
-     * this inode, generation and size. */
+     * verified (see rec_read); valid for this inode and generation. */
     uint64_t *vbits;
     size_t vwords;
     ino_t v_ino;
-    uint64_t v_gen, v_size;
+    uint64_t v_gen;
+    /* Lock-free reads (see LOCK-FREE READS). */
+    int is_lockfree;        /* inside one: damage is quiet, and verified
+                               heads wait in lf_pending */
+    size_t lf_pending[LF_PENDING];
+    size_t lf_npending;
+    long lf_second;         /* coarse second of the last locked access */
+    uint32_t lf_seq;        /* the counter a lock-free read started at */
+    struct tsidx *idx;      /* lookup index (see LOOKUP INDEX) */
+    uint64_t idx_misses;    /* lock-free lookups since it went stale */
 };
+
+/* How often lock-free reads succeeded or fell back to the lock, for
+ * tests and benchmarks (per process). */
+struct twoskip_lf_stats {
+    unsigned long hits;
+    unsigned long fallbacks;
+    unsigned long index_builds;     /* lookup indexes put in place */
+};
+extern struct twoskip_lf_stats twoskip_lf_stats;
 
 /* ---- small helpers ---- */
 
@@ -119,6 +150,21 @@ static inline uint64_t get64(const char *p)
 
     memcpy(&v, p, 8);
     return le64toh(v);
+}
+
+/* Loads from the map that a writer may be changing at the same time
+ * (pointers, the change counter): one aligned access each, so that a
+ * value checked is the value used. */
+static inline uint64_t load64(const char *p)
+{
+    return le64toh(__atomic_load_n((const uint64_t *)(const void *)p,
+                                   __ATOMIC_RELAXED));
+}
+
+static inline uint32_t load32(const char *p)
+{
+    return le32toh(__atomic_load_n((const uint32_t *)(const void *)p,
+                                   __ATOMIC_RELAXED));
 }
 
 static inline void put32(char *p, uint32_t v)
@@ -158,7 +204,7 @@ static inline uint32_t head_crc(const char *head, size_t headlen_nocrc,
 
 static inline const char *BASE(const struct tsdb *db)
 {
-    return mappedfile_base(db->mf);
+    return *db->basep;
 }
 
 static inline const char *KEY(const struct tsdb *db, const struct rec *r)
@@ -180,14 +226,36 @@ static inline const char *VAL(const struct tsdb *db, const struct rec *r)
 static inline uint64_t PTR(const struct tsdb *db, const struct rec *r,
                            unsigned i)
 {
-    return get64(BASE(db) + r->off + 16 + 8 * (size_t)i);
+    return load64(BASE(db) + r->off + 16 + 8 * (size_t)i);
+}
+
+/* cyrusdb_rawcmp() (the sign of it), inline for lookups: 8 bytes at a
+ * time, as big-endian numbers. */
+static inline int raw_keycmp(const char *a, size_t alen, const char *b,
+                             size_t blen)
+{
+    size_t n = alen < blen ? alen : blen, i;
+
+    for (i = 0; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return be64toh(x) < be64toh(y) ? -1 : 1;
+    }
+    for (; i < n; i++) {
+        if (a[i] != b[i])
+            return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
+    }
+    return (alen > blen) - (alen < blen);
 }
 
 static inline int keycmp(const struct tsdb *db, const char *a, size_t alen,
                   const char *b, size_t blen)
 {
     return db->is_mbox ? cyrusdb_mboxcmp(a, alen, b, blen)
-                       : cyrusdb_rawcmp(a, alen, b, blen);
+                       : raw_keycmp(a, alen, b, blen);
 }
 
 /* ---- lib/cyrusdb_twoskip.c ---- */
@@ -217,6 +285,15 @@ int twoskip_next0(struct tsdb *db, const struct rec *r, size_t *next_r);
 /* Rewrite one pointer and the head CRC, without undo. */
 int twoskip_set_ptr_raw(struct tsdb *db, size_t off, unsigned slot,
                         uint64_t val, uint64_t *old_r);
+/* The change counter as stored, Gray-coded (0 for a file too short to
+ * hold one); its bit parity is the parity of the count. */
+uint32_t twoskip_seq(const struct tsdb *db);
+/* Make the change count odd before changing anything a lock-free
+ * reader may look at (exclusive lock; a no-op when it is odd). */
+int twoskip_seq_begin(struct tsdb *db);
+/* Make it even again once the file is consistent (a no-op when it is
+ * even). */
+void twoskip_seq_end(struct tsdb *db);
 
 /* ---- lib/cyrusdb_twoskip_recover.c ---- */
 

@@ -236,7 +236,11 @@ static int recover(struct tsdb *db)
             mappedfile_size(db->mf));
     db->end = db->hdr.current_size;
     twoskip_forget_verified(db);
-    ret = mappedfile_truncate(db->mf, db->end);
+    /* Odd already if a writer died; a recovery for DIRTY alone (a
+     * version 2 file) must keep lock-free readers out too. */
+    ret = twoskip_seq_begin(db);
+    if (!ret)
+        ret = mappedfile_truncate(db->mf, db->end);
     if (ret)
         return ret;
 
@@ -277,9 +281,11 @@ static int recover(struct tsdb *db)
     ret = twoskip_header_write(db);
     if (!ret)
         ret = twoskip_sync_file(db);
-    if (!ret)
+    if (!ret) {
+        twoskip_seq_end(db);
         xsyslog(LOG_NOTICE, "twoskip: recovered", "path=%s records=%zu",
                 db->fname, count);
+    }
 
 done:
     db->is_lax = 0;
@@ -504,6 +510,21 @@ static int repack_write(struct tsdb *db, const struct layout *lay, int fd,
     return r;
 }
 
+/* Write the raw header `h` inside a change of the counter, so that no
+ * lock-free reader takes a half-written header for a whole one.  An
+ * odd counter (a writer died) is left odd. */
+static int header_put(struct tsdb *db, const char *h)
+{
+    int was_odd = __builtin_parity(twoskip_seq(db)), r;
+
+    r = twoskip_seq_begin(db);
+    if (!r)
+        r = mappedfile_pwrite(db->mf, h, HEADER_SIZE, 0);
+    if (!was_odd)
+        twoskip_seq_end(db);
+    return r;
+}
+
 /* Announce in the old file's header that a rename is about to replace
  * it, so that a reader holding it looks at the path again (see REPACK).
  * Only the flag and the CRC change: the boot id and sizes stay as they
@@ -517,13 +538,13 @@ static int header_set_replaced(struct tsdb *db, char *saved)
     memcpy(h, saved, HEADER_SIZE);
     put32(h + 20, get32(h + 20) | TS_F_REPLACED);
     put32(h + HEADER_SIZE - 4, crc_of(h, HEADER_SIZE - 4));
-    return mappedfile_pwrite(db->mf, h, HEADER_SIZE, 0);
+    return header_put(db, h);
 }
 
 /* After a failed rename: the file stays current, take the flag away. */
 static void header_restore(struct tsdb *db, const char *saved)
 {
-    if (mappedfile_pwrite(db->mf, saved, HEADER_SIZE, 0))
+    if (header_put(db, saved))
         xsyslog(LOG_WARNING, "twoskip: replaced flag left set",
                 "path=%s", db->fname);
 }

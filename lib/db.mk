@@ -10,4 +10,5 @@ lib_libcolumba_a_SOURCES += \
 CUNIT_TESTS += \
 	cunit/cyrusdb.testc \
 	cunit/cyrusdb_crash.testc \
-	cunit/cyrusdb_multiproc.testc
+	cunit/cyrusdb_multiproc.testc \
+	cunit/twoskip.testc

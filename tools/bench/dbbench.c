@@ -5,6 +5,7 @@
 
 /*
  * Usage: dbbench [-n records] [-c commits] [-d dir] [-b backend,...]
+ *                [-t test,...] [-i]
  *
  * For each backend (default: twoskip, sql, lmdb; any that is not built
  * in is skipped with a note) it measures, on fresh files under a
@@ -20,7 +21,17 @@
  *                  synchronous=FULL; LMDB: default durable commit)
  *
  * and prints operations per second with the ratios twoskip/sql and
- * twoskip/lmdb.  Keys are 13 bytes, values 64.
+ * twoskip/lmdb, and how many twoskip reads were served without the
+ * lock.  Keys are 13 bytes, values 64.  -t runs only the tests named
+ * (seq, rand, fetch, scan, commit; the sequential fill that fetch, scan
+ * and commit need is then done but not reported), for profiling one.
+ *
+ * -i interleaves the durable commits: once every backend has run its
+ * other tests, commit i goes to each backend in turn, so that all of
+ * them meet the same disk (on a machine whose disk others use too, one
+ * backend's commits may otherwise run in a quiet minute and another's
+ * in a busy one).  The rate is then commits over the time spent in
+ * that backend's commits.
  */
 
 #include "config.h"
@@ -41,6 +52,7 @@
 
 #include "lib/buf.h"
 #include "lib/cyrusdb.h"
+#include "lib/cyrusdb_twoskip_int.h"
 #include "lib/error.h"
 #include "lib/libconfig.h"
 #include "lib/log.h"
@@ -55,6 +67,12 @@ static const char *const test_names[T_COUNT] = {
     "seq insert", "rand insert", "rand fetch", "prefix scan",
     "durable commit"
 };
+static const char *const test_keys[T_COUNT] = {
+    "seq", "rand", "fetch", "scan", "commit"
+};
+#define WANT(t) (want_tests & (1u << (t)))
+static unsigned want_tests = (1u << T_COUNT) - 1;
+static int is_interleaved;
 
 /* One store under test, behind a few operations. */
 struct store {
@@ -331,6 +349,56 @@ static int run_commits(struct store *s)
     return r;
 }
 
+/* -i: the durable commits of every store in turn, on each store's
+ * sequential file; rates[s][T_COMMIT] gets each store's rate. */
+static void interleaved_commits(struct store *stores, int n,
+                                const char *dir, double rates[][T_COUNT])
+{
+    struct buf path = BUF_INITIALIZER;
+    char key[32], val[VALLEN];
+    double spent[MAX_BACKENDS], t;
+    int is_open[MAX_BACKENDS], i, r = 0, len;
+    unsigned long c;
+
+    memcpy(val, value, VALLEN);
+    for (i = 0; i < n; i++) {
+        buf_reset(&path);
+        buf_printf(&path, "%s/%s-seq.db", dir, stores[i].name);
+        is_open[i] = !stores[i].open(&stores[i], buf_cstring(&path));
+        spent[i] = 0;
+    }
+    for (c = 0; c < ncommits; c++) {
+        len = snprintf(key, sizeof(key), "c%012lu", c);
+        memcpy(val, key, (size_t)len);
+        for (i = 0; i < n; i++) {
+            struct store *s = &stores[i];
+
+            if (!is_open[i])
+                continue;
+            t = now();
+            r = s->begin(s);
+            if (!r)
+                r = s->put(s, key, (size_t)len, val, VALLEN);
+            if (!r)
+                r = s->commit(s);
+            spent[i] += now() - t;
+            if (r) {
+                fprintf(stderr, "dbbench: %s: %s\n", s->name,
+                        error_message(r));
+                s->close(s);
+                is_open[i] = 0;
+                spent[i] = 0;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (is_open[i])
+            stores[i].close(&stores[i]);
+        rates[i][T_COMMIT] = spent[i] > 0 ? ncommits / spent[i] : 0;
+    }
+    buf_free(&path);
+}
+
 /* Run every test on one store; rates[] gets operations per second (0 for
  * a failed test). */
 static void bench_store(struct store *s, const char *dir,
@@ -345,24 +413,28 @@ static void bench_store(struct store *s, const char *dir,
     buf_printf(&p2, "%s/%s-rand.db", dir, s->name);
     memset(rates, 0, T_COUNT * sizeof(*rates));
 
-    r = s->open(s, buf_cstring(&p1));
-    if (r)
-        goto done;
-    t = now();
-    r = fill(s, NULL);
-    rates[T_SEQ] = r ? 0 : nrecs / (now() - t);
-    t = now();
-    if (!r && !(r = run_fetch(s)))
-        rates[T_FETCH] = nrecs / (now() - t);
-    t = now();
-    if (!r && !(r = run_scan(s, nscans)))
-        rates[T_SCAN] = nscans / (now() - t);
-    t = now();
-    if (!r && !(r = run_commits(s)))
-        rates[T_COMMIT] = ncommits / (now() - t);
-    s->close(s);
+    r = 0;
+    if (want_tests & ~(1u << T_RAND)) {
+        r = s->open(s, buf_cstring(&p1));
+        if (r)
+            goto done;
+        t = now();
+        r = fill(s, NULL);
+        rates[T_SEQ] = r || !WANT(T_SEQ) ? 0 : nrecs / (now() - t);
+        t = now();
+        if (!r && WANT(T_FETCH) && !(r = run_fetch(s)))
+            rates[T_FETCH] = nrecs / (now() - t);
+        t = now();
+        if (!r && WANT(T_SCAN) && !(r = run_scan(s, nscans)))
+            rates[T_SCAN] = nscans / (now() - t);
+        t = now();
+        if (!r && WANT(T_COMMIT) && !is_interleaved
+            && !(r = run_commits(s)))
+            rates[T_COMMIT] = ncommits / (now() - t);
+        s->close(s);
+    }
 
-    if (!r && !(r = s->open(s, buf_cstring(&p2)))) {
+    if (!r && WANT(T_RAND) && !(r = s->open(s, buf_cstring(&p2)))) {
         t = now();
         if (!(r = fill(s, perm)))
             rates[T_RAND] = nrecs / (now() - t);
@@ -406,6 +478,11 @@ static void print_table(struct store *stores, int n, double rates[][T_COUNT])
             printf(" %14s", "-");
         printf("\n");
     }
+    if (ts >= 0)
+        printf("\ntwoskip reads without the lock: %lu, with it after a"
+               " try: %lu; lookup indexes built: %lu\n",
+               twoskip_lf_stats.hits, twoskip_lf_stats.fallbacks,
+               twoskip_lf_stats.index_builds);
     printf("\ntargets: twoskip durable commits >= sqlite: %s;"
            " twoskip random fetch within 2x of lmdb: %s\n",
            ts < 0 || sq < 0 ? "n/a"
@@ -435,6 +512,42 @@ static void setup_config(const char *dir)
     }
     buf_free(&path);
     buf_free(&text);
+}
+
+/* -t: a comma-separated list of test_keys. */
+static int parse_tests(const char *list)
+{
+    char *copy = xstrdup(list), *name, *save = NULL;
+    int t, ok = 1;
+
+    want_tests = 0;
+    for (name = strtok_r(copy, ",", &save); name;
+         name = strtok_r(NULL, ",", &save)) {
+        for (t = 0; t < T_COUNT && strcmp(name, test_keys[t]); t++)
+            ;
+        if (t == T_COUNT)
+            ok = 0;
+        else
+            want_tests |= 1u << t;
+    }
+    free(copy);
+    return ok && want_tests;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dbbench [-n records] [-c commits] [-d dir]"
+            " [-b backend,...] [-t test,...] [-i]\n"
+            "  -n  records to insert (default 1000000)\n"
+            "  -c  durable single-key commits (default 2000)\n"
+            "  -d  directory for the files (must exist; default: a new"
+            " one under /tmp, removed afterwards)\n"
+            "  -b  backends among twoskip, sql, lmdb (default all"
+            " three)\n"
+            "  -t  tests among seq, rand, fetch, scan, commit (default"
+            " all)\n"
+            "  -i  interleave the durable commits of all backends (fair"
+            " on a shared disk)\n");
 }
 
 static int add_store(struct store *s, const char *name)
@@ -506,15 +619,28 @@ int main(int argc, char **argv)
     unsigned long *perm;
     int opt, n = 0, i;
 
-    while ((opt = getopt(argc, argv, "n:c:d:b:")) != -1) {
+    if (argc > 1 && !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    while ((opt = getopt(argc, argv, "n:c:d:b:t:ih")) != -1) {
         switch (opt) {
         case 'n': nrecs = strtoul(optarg, NULL, 10); break;
         case 'c': ncommits = strtoul(optarg, NULL, 10); break;
         case 'd': dir = optarg; break;
         case 'b': list = optarg; break;
+        case 't':
+            if (!parse_tests(optarg)) {
+                usage(stderr);
+                return 64;
+            }
+            break;
+        case 'i': is_interleaved = 1; break;
+        case 'h':
+            usage(stdout);
+            return 0;
         default:
-            fprintf(stderr, "usage: dbbench [-n records] [-c commits]"
-                    " [-d dir] [-b backend,...]\n");
+            usage(stderr);
             return 64;
         }
     }
@@ -547,6 +673,11 @@ int main(int argc, char **argv)
         printf("running %s...\n", stores[i].name);
         fflush(stdout);
         bench_store(&stores[i], dir, perm, rates[i]);
+    }
+    if (is_interleaved && WANT(T_COMMIT)) {
+        printf("durable commits, interleaved...\n");
+        fflush(stdout);
+        interleaved_commits(stores, n, dir, rates);
     }
     print_table(stores, n, rates);
 
