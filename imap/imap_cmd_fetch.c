@@ -880,7 +880,9 @@ static void fetch_meta(struct imapd *s, const struct mailbox_record *rec,
 {
     struct buf tmp = BUF_INITIALIZER;
 
-    if (s->is_uid || (req->items & F_UID)) {
+    /* A UIDFETCH response (UIDONLY) already starts with the UID. */
+    if ((s->is_uid || (req->items & F_UID))
+        && !(s->enabled & IMAPD_ENABLED_UIDONLY)) {
         item_sep(out, start);
         buf_printf(out, "UID %u", rec->uid);
     }
@@ -951,7 +953,7 @@ static int fetch_one(struct imapd *s, struct mailbox_record *rec,
         show_flags = 1;
         show_modseq |= imapd_condstore_on(s);
     }
-    buf_printf(&out, "* %u FETCH (", imapd_msgno(s, rec->uid));
+    imapd_fetch_begin(s, rec->uid, &out);
     start = out.len;
     fetch_meta(s, rec, req, show_flags, show_modseq, &out, start);
 
@@ -1292,8 +1294,8 @@ static void store_report(struct imapd *s, const struct mailbox_record *rec,
 
     if (silent && !(condstore && changed))
         return;
-    buf_printf(&out, "* %u FETCH (", imapd_msgno(s, rec->uid));
-    if (s->is_uid || condstore)
+    imapd_fetch_begin(s, rec->uid, &out);
+    if ((s->is_uid || condstore) && !(s->enabled & IMAPD_ENABLED_UIDONLY))
         buf_printf(&out, "UID %u ", rec->uid);
     if (!silent) {
         buf_appendcstr(&out, "FLAGS ");

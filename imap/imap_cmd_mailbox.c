@@ -1568,11 +1568,17 @@ static int append_store(struct imapd *s, const char *intname,
 }
 
 /* APPEND name [(flags)] [date-time] message [[(flags)] [date-time]
- * message ...]: MULTIAPPEND (RFC 3502) when there is more than one. */
+ * message ...]: MULTIAPPEND (RFC 3502) when there is more than one.
+ * A message may be CATENATE (...) (RFC 4469).  [UID] REPLACE n name
+ * ... message (RFC 8508) appends one message and expunges n. */
 void imapd_cmd_append(struct imapd *s, int c)
 {
     struct buf ext = BUF_INITIALIZER;
     struct buf msg = BUF_INITIALIZER;
+    struct buf caterr = BUF_INITIALIZER;   /* helper-ext6: CATENATE */
+    struct buf replace = BUF_INITIALIZER;  /* helper-ext6: REPLACE n */
+    int is_replace = !strcasecmp(buf_cstring(&s->cmd), "REPLACE");
+    uint32_t replace_uid = 0;
     struct append_msgs am;
     struct mboxlist_entry *e = NULL;
     struct buf uidset = BUF_INITIALIZER;
@@ -1585,12 +1591,21 @@ void imapd_cmd_append(struct imapd *s, int c)
     memset(&am, 0, sizeof(am));
     if (imapd_sp(s, c))
         goto done;
+    if (is_replace) {
+        c = imap_parse_atom(&s->parser, &replace);
+        if (imapd_sp(s, c))
+            goto done;
+    }
     c = read_mailbox(s, &ext, &intname);
     if (intname && mboxlist_lookup(intname, &e))
         e = NULL;
     do {
         if (imapd_sp(s, c))
             goto done;
+        if (is_replace && am.count) {
+            imap_parse_fail(&s->parser, "REPLACE takes one message");
+            goto done;
+        }
         if (am.count == am.alloc) {
             if (am.count >= APPEND_MAX_MESSAGES) {
                 imap_parse_fail(&s->parser, "Too many messages");
@@ -1607,7 +1622,10 @@ void imapd_cmd_append(struct imapd *s, int c)
                            &am.dates[am.count - 1]);
         if (c == EOF)
             goto done;
-        c = append_read_message(s, c, &msg);
+        if (c == 'C' || c == 'c')
+            c = imapd_catenate_read(s, c, &msg, &caterr);
+        else
+            c = append_read_message(s, c, &msg);
         if (c == EOF)
             goto done;
         total += msg.len;
@@ -1616,13 +1634,20 @@ void imapd_cmd_append(struct imapd *s, int c)
             goto done;
         }
         /* Staged at once so only one message is held in memory. */
-        if (e && !stage_r)
+        if (e && !stage_r && !caterr.len)
             stage_r = append_stage(&am, e->partition, &msg);
         buf_reset(&msg);
     } while (c == ' ');
     if (imapd_eol(s, c))
         goto done;
 
+    if (is_replace
+        && imapd_replace_check(s, buf_cstring(&replace), &replace_uid))
+        goto done;
+    if (caterr.len) {
+        imapd_no(s, "%s", buf_cstring(&caterr));
+        goto done;
+    }
     if (!e) {
         imapd_no(s, "[TRYCREATE] Mailbox does not exist");
         goto done;
@@ -1637,12 +1662,22 @@ void imapd_cmd_append(struct imapd *s, int c)
         imapd_no_error(s, r);
         goto done;
     }
-    if (s->sel && !strcmp(s->sel->intname, intname))
+    /* REPLACE reports the new message after APPENDUID (RFC 8508). */
+    if (!is_replace && s->sel && !strcmp(s->sel->intname, intname))
         imapd_sync(s, 0);
     format_uidset(uids, am.count, &uidset);
+    if (is_replace) {
+        imapd_printf(s, "* OK [APPENDUID %u %s] Replacement appended\r\n",
+                     e->uidvalidity, buf_cstring(&uidset));
+        imapd_replace_finish(s, replace_uid);
+        imapd_ok(s, "Replace completed");
+        goto done;
+    }
     imapd_ok(s, "[APPENDUID %u %s] Completed", e->uidvalidity,
              buf_cstring(&uidset));
 done:
+    buf_free(&caterr);
+    buf_free(&replace);
     append_msgs_fini(&am);
     mboxlist_entry_free(&e);
     free(uids);

@@ -147,6 +147,13 @@ int imapd_parse_uidset(struct imapd *s, const char *text, int is_uid,
         return 0;
     }
 
+    /* RFC 9586: under UIDONLY no message number is accepted anywhere,
+     * e.g. a sequence-set key of UID SEARCH. */
+    if (!is_uid && (s->enabled & IMAPD_ENABLED_UIDONLY)) {
+        imap_parse_fail(&s->parser, "[UIDREQUIRED] Message numbers are not"
+                        " allowed with UIDONLY");
+        return -1;
+    }
     maxval = is_uid ? (sel->exists ? sel->uids[sel->exists - 1] : 0)
                     : sel->exists;
     r = seqset_parse(&set, text, strlen(text), maxval, 0);
@@ -319,7 +326,7 @@ static void report_expunges(struct imapd *s, const struct seqset *live)
     struct buf text = BUF_INITIALIZER;
     uint32_t i, kept = 0;
 
-    if (!(s->enabled & IMAPD_ENABLED_QRESYNC)) {
+    if (!(s->enabled & (IMAPD_ENABLED_QRESYNC | IMAPD_ENABLED_UIDONLY))) {
         for (i = sel->exists; i > 0; i--) {
             if (seqset_contains(live, sel->uids[i - 1]))
                 continue;
@@ -398,7 +405,18 @@ void imapd_sync(struct imapd *s, int allow_expunge)
     for (i = 0; i < nchanges; i++) {
         uint32_t msgno = imapd_msgno(s, changes[i].uid);
 
-        if (msgno && imapd_condstore_on(s))
+        if (msgno && (s->enabled & IMAPD_ENABLED_UIDONLY)) {
+            struct buf line = BUF_INITIALIZER;
+
+            imapd_fetch_begin(s, changes[i].uid, &line);
+            buf_printf(&line, "FLAGS %s", changes[i].flags);
+            if (imapd_condstore_on(s))
+                buf_printf(&line, " MODSEQ (%llu)",
+                           (unsigned long long)changes[i].modseq);
+            imapd_printf(s, "%s)\r\n", buf_cstring(&line));
+            buf_free(&line);
+        }
+        else if (msgno && imapd_condstore_on(s))
             imapd_printf(s, "* %u FETCH (UID %u FLAGS %s MODSEQ (%llu))\r\n",
                          msgno, changes[i].uid, changes[i].flags,
                          (unsigned long long)changes[i].modseq);
@@ -685,7 +703,11 @@ static void qresync_report(struct imapd *s, const struct qresync *q)
             continue;
         imapd_apply_seen(s, &rec);
         buf_reset(&text);
-        buf_printf(&text, "* %u FETCH (UID %u FLAGS ", i + 1, rec.uid);
+        if (s->enabled & IMAPD_ENABLED_UIDONLY)
+            imapd_fetch_begin(s, rec.uid, &text);
+        else
+            buf_printf(&text, "* %u FETCH (UID %u ", i + 1, rec.uid);
+        buf_appendcstr(&text, "FLAGS ");
         imapd_format_flags(sel->mb, &rec, &text);
         buf_printf(&text, " MODSEQ (%llu))\r\n",
                    (unsigned long long)rec.modseq);

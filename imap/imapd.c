@@ -183,6 +183,8 @@ void imapd_capabilities(struct imapd *s, struct buf *out)
                         " METADATA-SERVER ANNOTATEMORE STATUS=SIZE"
                         " MULTIAPPEND UTF8=ACCEPT");
     buf_printf(out, " APPENDLIMIT=%zu", imapd_append_limit());
+    buf_appendcstr(out, " CATENATE URLAUTH URLAUTH=BINARY URL-PARTIAL"
+                        " REPLACE UIDONLY");
 }
 
 /* CAPABILITY */
@@ -289,6 +291,7 @@ static const struct {
     { "CONDSTORE", IMAPD_ENABLED_CONDSTORE },
     { "QRESYNC", IMAPD_ENABLED_QRESYNC | IMAPD_ENABLED_CONDSTORE },
     { "UTF8=ACCEPT", IMAPD_ENABLED_UTF8 },
+    { "UIDONLY", IMAPD_ENABLED_UIDONLY },
     { NULL, 0 }
 };
 
@@ -512,6 +515,13 @@ static const struct command commands[] = {
     { "SEARCH", IMAPD_STATE_SELECTED, 1, imapd_cmd_search },
     { "SORT", IMAPD_STATE_SELECTED, 1, imapd_cmd_sort },
     { "THREAD", IMAPD_STATE_SELECTED, 1, imapd_cmd_thread },
+    { "REPLACE", IMAPD_STATE_SELECTED, 1, imapd_cmd_append },
+    { "GENURLAUTH", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_genurlauth },
+    { "RESETKEY", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_resetkey },
+    { "URLFETCH", IMAPD_STATE_AUTH | IMAPD_STATE_SELECTED, 0,
+      imapd_cmd_urlfetch },
     { NULL, 0, 0, NULL }
 };
 
@@ -562,6 +572,11 @@ static const struct command *read_command(struct imapd *s, int *c_r)
         imap_parse_fail(&s->parser, s->userid
                         ? "Command not valid in this state"
                         : "Please login first");
+        return NULL;
+    }
+    if (imapd_uidonly_refuses(s, cmd->name)) {
+        imap_parse_fail(&s->parser, "[UIDREQUIRED] Message numbers are not"
+                        " allowed with UIDONLY");
         return NULL;
     }
     *c_r = c;

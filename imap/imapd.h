@@ -75,6 +75,7 @@ struct imapd {
 #define IMAPD_ENABLED_CONDSTORE 0x2u
 #define IMAPD_ENABLED_QRESYNC 0x4u      /* implies CONDSTORE */
 #define IMAPD_ENABLED_UTF8 0x8u         /* UTF8=ACCEPT */
+#define IMAPD_ENABLED_UIDONLY 0x10u     /* UIDONLY (RFC 9586) */
 
 /* Largest APPEND message accepted (maxmessagesize, or a default). */
 extern size_t imapd_max_message;
@@ -315,5 +316,39 @@ void imapd_cmd_sort(struct imapd *s, int c);     /* SORT, UID SORT */
 void imapd_cmd_thread(struct imapd *s, int c);   /* THREAD, UID THREAD */
 
 /* ---- end helper-search ---- */
+
+/* ---- helper-ext6: imap_cmd_urlauth.c (CATENATE, URLAUTH, REPLACE,
+ * UIDONLY) ---- */
+
+void imapd_cmd_genurlauth(struct imapd *s, int c);
+void imapd_cmd_resetkey(struct imapd *s, int c);
+void imapd_cmd_urlfetch(struct imapd *s, int c);
+
+/* Read "CATENATE (" part *(SP part) ")" (RFC 4469) starting at byte
+ * `c` and append the assembled message to `msg`.  A part that cannot
+ * be used ([BADURL url], [TOOBIG]) leaves its response text in `err`
+ * (the first one only) and the rest is still read, so the command ends
+ * in step.  Returns the byte after ")" or EOF (parse error). */
+int imapd_catenate_read(struct imapd *s, int c, struct buf *msg,
+                        struct buf *err);
+
+/* REPLACE (RFC 8508): check the message number (UID for UID REPLACE)
+ * `number` of the selected mailbox and the rights to expunge it.
+ * Returns 0 and its UID, or -1 with BAD or NO already sent. */
+int imapd_replace_check(struct imapd *s, const char *number,
+                        uint32_t *uid_r);
+
+/* REPLACE: expunge the replaced message `uid` and report it. */
+void imapd_replace_finish(struct imapd *s, uint32_t uid);
+
+/* Start an untagged FETCH response for `uid` in `out`: "* n FETCH (",
+ * or "* uid UIDFETCH (" once UIDONLY is on. */
+void imapd_fetch_begin(struct imapd *s, uint32_t uid, struct buf *out);
+
+/* Must command `cmd` be refused with [UIDREQUIRED] (UIDONLY on and a
+ * command that takes message numbers without the UID prefix)? */
+int imapd_uidonly_refuses(const struct imapd *s, const char *cmd);
+
+/* ---- end helper-ext6 ---- */
 
 #endif /* COLUMBA_IMAP_IMAPD_H */

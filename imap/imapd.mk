@@ -15,10 +15,14 @@ imap_imapd_SOURCES = \
 	imap/imap_cmd_search.c \
 	imap/imap_cmd_sort.c \
 	imap/imap_cmd_quota.c \
-	imap/imap_cmd_metadata.c
+	imap/imap_cmd_metadata.c \
+	imap/imap_cmd_urlauth.c
 imap_imapd_LDADD = imap/libimap.a master/libservice.a $(LIB_LIBS)
 
 CUNIT_TESTS += cunit/imap_parse.testc
+# IMAP URLs (RFC 5092) for CATENATE and URLAUTH.
+imap_libimap_a_SOURCES += imap/imapurl.c imap/imapurl.h
+CUNIT_TESTS += cunit/imapurl.testc
 CUNIT_TESTS += cunit/threading.testc
 imap_libimap_a_SOURCES += imap/threading.c imap/threading.h
 
