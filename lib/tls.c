@@ -304,13 +304,18 @@ static void setup_sessions(SSL_CTX *ctx, int minutes)
     SSL_CTX_set_session_id_context(ctx,
                                    (const unsigned char *)TLS_SID_CONTEXT,
                                    sizeof(TLS_SID_CONTEXT) - 1);
+    /* No TLS 1.3 session tickets: every service child has its own
+     * ticket key, so a ticket would seldom resume, and tickets sent
+     * right after the handshake race with the first command in clients
+     * that read and write one connection from two threads (offlineimap's
+     * imaplib2 hangs on them). */
+    SSL_CTX_set_num_tickets(ctx, 0);
     if (minutes > 0) {
         SSL_CTX_set_timeout(ctx, (long)minutes * 60);
         return;
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_num_tickets(ctx, 0);
 }
 
 int tls_server_ctx_new(const struct tls_server_params *params,
