@@ -17,6 +17,38 @@
 
 #include "lib/privs.h"
 
+/* Fill p->groups: p->gid first, then every group of the group database
+ * that lists p->user (and its primary group `pw_gid`), never group 0. */
+static void lookup_groups(struct privs *p, gid_t pw_gid)
+{
+    int n = 32, i, k;
+    gid_t *all = NULL;
+
+    for (;;) {
+        int got = n;
+
+        all = xreallocarray(all, (size_t)n, sizeof(*all));
+        if (getgrouplist(p->user, pw_gid, all, &got) >= 0) {
+            n = got;
+            break;
+        }
+        if (got <= n || got > 65536) {  /* give up: the group alone */
+            n = 0;
+            break;
+        }
+        n = got;
+    }
+    p->groups = xmalloc((size_t)(n + 1) * sizeof(*p->groups));
+    p->groups[0] = p->gid;
+    k = 1;
+    for (i = 0; i < n; i++) {
+        if (all[i] != 0 && all[i] != p->gid)
+            p->groups[k++] = all[i];
+    }
+    p->ngroups = k;
+    free(all);
+}
+
 int privs_lookup(const char *user, const char *group, struct privs *p,
                  struct buf *why)
 {
@@ -50,22 +82,24 @@ int privs_lookup(const char *user, const char *group, struct privs *p,
         p->gid = gr->gr_gid;
     }
     p->user = xstrdup(user);
+    lookup_groups(p, pw->pw_gid);
     return 0;
 }
 
 void privs_fini(struct privs *p)
 {
-    if (p)
-        xfree(p->user);
+    if (!p)
+        return;
+    xfree(p->user);
+    xfree(p->groups);
+    p->ngroups = 0;
 }
 
 int privs_drop(const struct privs *p, struct buf *why)
 {
-    gid_t groups[1];
-
     buf_reset(why);
-    groups[0] = p->gid;
-    if (setgroups(1, groups) < 0) {
+    if (setgroups((size_t)(p->ngroups ? p->ngroups : 1),
+                  p->ngroups ? p->groups : &p->gid) < 0) {
         buf_printf(why, "setgroups failed: %s", strerror(errno));
         return ERR_PERMISSION;
     }

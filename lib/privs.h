@@ -15,9 +15,14 @@ struct privs {
     uid_t uid;
     gid_t gid;
     char *user;
+    gid_t *groups;              /* supplementary groups, gid first */
+    int ngroups;
 };
 
-/* Resolve `user` and `group` (group NULL: the user's primary group).
+/* Resolve `user` and `group` (group NULL: the user's primary group),
+ * and the groups the user is a member of in the group database (as
+ * initgroups() would; so `adduser cyrus sasl` lets the daemons read a
+ * sasldb of group sasl), less group 0.
  * Fills *p (release with privs_fini()).  Returns 0, or ERR_NOTFOUND /
  * ERR_INVALID with the reason in `why`.  Refuses uid 0. */
 int privs_lookup(const char *user, const char *group, struct privs *p,
@@ -26,7 +31,7 @@ int privs_lookup(const char *user, const char *group, struct privs *p,
 /* Release what privs_lookup() filled in. */
 void privs_fini(struct privs *p);
 
-/* Become p: setgroups() to the one group, setgid(), setuid(), in that
+/* Become p: setgroups() to p's groups, setgid(), setuid(), in that
  * order, each checked, then verify that root cannot be regained.
  * Returns 0 or ERR_PERMISSION with the failed call in `why`. */
 int privs_drop(const struct privs *p, struct buf *why);

@@ -3,6 +3,7 @@ START, DAEMON, reload, shutdown, privileges and crash throttling, using
 the echod test service (tests/svc/echod.c) on the real service loop."""
 
 import fcntl
+import grp
 import json
 import os
 import pwd
@@ -539,6 +540,35 @@ def test_children_drop_privileges(make_instance):
     assert ngroups == 1
     for child in inst.children("echod"):
         assert child["uid"] == pw.pw_uid
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("groupadd"),
+                    reason="needs root and groupadd")
+def test_children_keep_supplementary_groups(make_instance):
+    """As initgroups() would: a group the cyrus user is a member of (so
+    `adduser cyrus sasl` lets the daemons read /etc/sasldb2) survives the
+    privilege drop."""
+    group = "columba-test-%d" % os.getpid()
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        port = free_port()
+        inst = make_instance(services=[("echo", echo_service(port,
+                                                             prefork=1))])
+        subprocess.run(["gpasswd", "-a", inst.user, group],
+                       check=True, capture_output=True)
+        inst.start()
+        with inst.connect(port) as c:
+            c.readline()
+            ngroups = int(c.command("UID").split()[5])
+        assert ngroups == 2
+        gid = grp.getgrnam(group).gr_gid
+        for child in inst.children("echod"):
+            with open("/proc/%d/status" % child["pid"]) as f:
+                groups = next(l for l in f if l.startswith("Groups:"))
+            assert str(gid) in groups.split()[1:], groups
+            assert "0" not in groups.split()[1:], groups
+    finally:
+        subprocess.run(["groupdel", group], check=False)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
