@@ -1666,6 +1666,7 @@ void imapd_cmd_append(struct imapd *s, int c)
     if (!is_replace && s->sel && !strcmp(s->sel->intname, intname))
         imapd_sync(s, 0);
     format_uidset(uids, am.count, &uidset);
+    imapd_quota_alert(s, intname);
     if (is_replace) {
         imapd_printf(s, "* OK [APPENDUID %u %s] Replacement appended\r\n",
                      e->uidvalidity, buf_cstring(&uidset));

@@ -275,3 +275,14 @@ done:
     free(root);
     buf_free(&ext);
 }
+
+void imapd_quota_alert(struct imapd *s, const char *intname)
+{
+    struct quota_warning w;
+
+    if (quota_warning_check(intname, &w))
+        return;
+    imapd_printf(s, "* NO [ALERT] Mailbox is at %d%% of its %s quota\r\n",
+                 w.percent, quota_resource_rfcname(w.res));
+    quota_warning_fini(&w);
+}

@@ -782,6 +782,8 @@ void imapd_cmd_select(struct imapd *s, int c)
     if (q.is_set && q.uidvalidity == s->sel->uidvalidity)
         qresync_report(s, &q);
     mailbox_unlock(mb);
+    if (!s->sel->is_readonly)
+        imapd_quota_alert(s, s->sel->intname);
     imapd_ok(s, "[%s] Completed",
              s->sel->is_readonly ? "READ-ONLY" : "READ-WRITE");
 done:

@@ -688,16 +688,9 @@ int service_init(int argc, char **argv, char **envp)
         max_word = IMAP_PARSE_DEFAULT_WORD;
     t = config_getbytesize(IMAPOPT_MAXMESSAGESIZE, 0);
     imapd_max_message = t > 0 ? (size_t)t : IMAPD_DEFAULT_MESSAGE_MAX;
-    /* XXX: Cyrus's maxargssize has no row in lib/imapopts.def yet; it is
-     * read as a free-form key until the option table gains it. */
-    max_command = IMAP_PARSE_DEFAULT_COMMAND;
-    {
-        const char *v = config_getoverflowstring("maxargssize", NULL);
-        uint64_t n;
-
-        if (v && !parse_uint64(v, NULL, &n) && n >= 1024)
-            max_command = (size_t)n;
-    }
+    t = config_getbytesize(IMAPOPT_MAXARGSSIZE, 'B');
+    max_command = t <= 0 ? IMAP_PARSE_DEFAULT_COMMAND
+                  : t < 1024 ? 1024 : (size_t)t;
 
     r = mboxlist_open();
     if (r) {

@@ -185,6 +185,9 @@ void imapd_cmd_myrights(struct imapd *s, int c);
 void imapd_cmd_getquotaroot(struct imapd *s, int c);
 void imapd_cmd_getquota(struct imapd *s, int c);
 void imapd_cmd_setquota(struct imapd *s, int c);
+/* Send "* NO [ALERT] ..." when the quota root of `intname` is past
+ * quotawarnpercent (quota_warning_check()); after SELECT and APPEND. */
+void imapd_quota_alert(struct imapd *s, const char *intname);
 
 /* ---- helper-admin: imap_cmd_metadata.c (metadata, admin commands)
  * and the LIST/ACL/APPEND additions of imap_cmd_mailbox.c ---- */

@@ -374,8 +374,12 @@ int twoskip_header_write(struct tsdb *db)
 
     twoskip_header_encode(&db->hdr, buf);
     r = mappedfile_pwrite(db->mf, buf, HEADER_SIZE, 0);
-    if (!r)
+    if (!r) {
         db->hdr.version = TS_VERSION;
+        /* The file now says this boot wrote it: so must our copy, or the
+         * next lock takes a fresh file for one left by another boot. */
+        memcpy(db->hdr.bootid, buf + 56, BOOTID_LEN);
+    }
     return r;
 }
 

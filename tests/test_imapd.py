@@ -75,6 +75,7 @@ def server():
         "tls_server_cert": cert,
         "tls_server_key": key,
         "maxword": "4096",
+        "maxargssize": "64K",
         "maxmessagesize": "1M",
         "imapidlepoll": "1",
         "shutdown_file": inst.path("shutdown"),
@@ -179,6 +180,23 @@ def test_oversized_nonsync_literal_ends_session(server):
         pass
     assert any(l.startswith("a1 BAD") for l in lines)
     assert any(l.startswith("* BYE") for l in lines)
+    c.close()
+
+
+def test_command_over_maxargssize_refused(server):
+    """maxargssize bounds a whole command: 20 quoted strings of 4000
+    bytes (each under maxword) add up to more than 64K.  The rest of
+    the line is skipped and the session stays in step."""
+    c = raw(server)
+    c.send_line('a0 LOGIN alice "%s"' % USERS["alice"])
+    assert read_until_tagged(c, "a0")[-1].startswith("a0 OK")
+    c.send_line("a1 SELECT INBOX")
+    assert read_until_tagged(c, "a1")[-1].startswith("a1 OK")
+    arg = 'TEXT "' + "x" * 4000 + '"'
+    c.send_line("a2 SEARCH " + " ".join([arg] * 20))
+    assert read_until_tagged(c, "a2")[-1].startswith("a2 BAD [TOOBIG]")
+    c.send_line("a3 SEARCH " + " ".join([arg] * 10))
+    assert read_until_tagged(c, "a3")[-1].startswith("a3 OK")
     c.close()
 
 
@@ -653,6 +671,25 @@ def test_quota_commands(server):
     a.logout()
 
 
+def test_quota_warning_alert(server):
+    """Past quotawarnpercent (90 by default) APPEND and SELECT carry an
+    untagged NO [ALERT]; below it they do not."""
+    m = login(server, "admin")
+    assert m.create("user/qwarn")[0] == "OK"
+    assert m.setquota("user/qwarn", "(MESSAGE 2)")[0] == "OK"
+    m.untagged_responses.pop("NO", None)
+    assert m.append("user/qwarn", None, None, MESSAGE)[0] == "OK"
+    assert not m.untagged_responses.get("NO")
+    assert m.append("user/qwarn", None, None, MESSAGE)[0] == "OK"
+    alerts = m.untagged_responses.pop("NO", [])
+    assert any(b"[ALERT]" in a and b"100%" in a for a in alerts), alerts
+    assert m.setacl("user/qwarn", "admin", "lrswi")[0] == "OK"
+    assert m.select("user/qwarn")[0] == "OK"
+    alerts = m.untagged_responses.pop("NO", [])
+    assert any(b"[ALERT]" in a and b"MESSAGE" in a for a in alerts), alerts
+    m.logout()
+
+
 def test_denied_user_refused(server):
     subprocess.run([program("imap/cyr_deny"), "-C", server.imapd_conf,
                     "-m", "Go away", "dave"], check=True)
@@ -735,3 +772,13 @@ def test_seen_state_is_per_user_for_non_owners(server):
     typ, data = b.store("1", "-FLAGS", r"(\Seen)")
     assert b.search(None, "UNSEEN")[1] == [b"1"]
     b.logout()
+
+
+def test_no_spurious_rebuild_in_log(server):
+    """Databases this instance created in this boot are never taken for
+    files left by another boot (that showed as a rebuild and a repack
+    of mailboxes.db on the first write)."""
+    m = login(server, "bob")
+    assert m.append("INBOX", None, None, MESSAGE)[0] == "OK"
+    m.logout()
+    assert "rebuilding after a system restart" not in server.log()
