@@ -537,13 +537,29 @@ def tls_context():
     return ctx
 
 
+def create_inbox(port, user):
+    """As the quick start does (cyradm cm user/alice): the sample does
+    not create INBOXes on delivery, so the administrator makes one."""
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=tls_context(),
+                          timeout=15)
+    m.login("cyrusadmin", USERS["cyrusadmin"])
+    typ, data = m.create(f"user/{user}")
+    assert typ == "OK", data
+    m.logout()
+
+
 @needs_root
 @needs_tools
 def test_installed_server_delivers_and_serves(server):
     inst = server.inst
 
-    # Delivery with the installed deliver, over the sample's LMTP socket;
-    # autocreate_post creates the INBOX.
+    # Delivery with the installed deliver, over the sample's LMTP socket,
+    # refused until the administrator has created the INBOX.
+    res = subprocess.run([inst.program("deliver"), "-C", server.imapd_conf,
+                          "alice"], input=MESSAGE, capture_output=True,
+                         timeout=30)
+    assert res.returncode != 0
+    create_inbox(server.ports["imaps"], "alice")
     res = subprocess.run([inst.program("deliver"), "-C", server.imapd_conf,
                           "-f", "bob@example.org", "alice"],
                          input=MESSAGE, capture_output=True, timeout=30)
@@ -727,6 +743,7 @@ def test_unit_command_runs_installed_tree_in_place(installed):
         assert all(proc_ids(k["pid"])["Uid"][0] == srv.pw.pw_uid
                    for k in kids)
 
+        create_inbox(srv.ports["imaps"], "alice")
         res = subprocess.run([installed.program("deliver"), "-C",
                               srv.imapd_conf, "alice"],
                              input=MESSAGE, capture_output=True, timeout=30)
