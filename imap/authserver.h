@@ -27,8 +27,8 @@ const char *authserver_servername(void);
  * set.  `sasl_service` is the SASL service name ("imap", "pop",
  * "lmtp"), kept for authserver_sasl_new.  A TLS context that cannot be
  * built is logged and leaves TLS unavailable, except with implicit TLS
- * (-s), where it (or a missing tls_server_cert) returns ERR_CONFIG.  Returns 0, ERR_INTERNAL (SASL
- * failed; logged) or ERR_CONFIG. */
+ * (-s), where it (or a missing tls_server_cert) returns ERR_CONFIG.
+ * Returns 0, ERR_INTERNAL (SASL failed; logged) or ERR_CONFIG. */
 int authserver_init(const char *sasl_service);
 
 /* Is a TLS context available (STARTTLS/STLS may be offered)? */

@@ -96,14 +96,15 @@
  * size, then its file is written (hard-linked from the staging file
  * when possible); index records go past num_records.  Commit then
  * fdatasyncs the message files (from several threads at once: see
- * imap/mailbox_append.c), fsyncs the directory once, then the cache, the index records, and only then
- * writes the index header with the new num_records, UIDNEXT, counts and
- * cache size, and fsyncs it.  A crash before the header write leaves
- * bytes past num_records and past the cache size that nothing refers
- * to: the next writer truncates them and, since cache bytes come before
- * every file, then removes any "<uid>." at or above UIDNEXT, so the
- * UIDs are reused and reconstruct finds nothing left over.  Before the
- * header write no client was told of them.
+ * imap/mailbox_append.c), fsyncs the directory once, then the cache,
+ * the index records, and only then writes the index header with the
+ * new num_records, UIDNEXT, counts and cache size, and fsyncs it.  A
+ * crash before the header write leaves bytes past num_records and past
+ * the cache size that nothing refers to: the next writer truncates
+ * them and, since cache bytes come before every file, then removes any
+ * "<uid>." at or above UIDNEXT, so the UIDs are reused and reconstruct
+ * finds nothing left over.  Before the header write no client was
+ * told of them.
  *
  * In-place changes (flags, expunge, unlink): before the first one under
  * an exclusive lock, the header is written with the DIRTY flag and

@@ -117,8 +117,8 @@ void sieve_node_free(struct sieve_node *n);
  *
  * A bytecode file is:
  *   "CSBC" magic, version byte (SIEVE_BC_VERSION), then a u64
- *   extension bitmask (big-endian, bit i = enum sieve_ext i) of the extensions the script
- *   required, then instructions until OP_END.
+ *   extension bitmask (big-endian, bit i = enum sieve_ext i) of the
+ *   extensions the script required, then instructions until OP_END.
  * Instruction and test nodes share one form:
  *   op (u8), body length (u32 BE, the bytes after this field), then
  *   for OP_JUMP/OP_JUMPF a u32 absolute target offset; then
